@@ -1,0 +1,70 @@
+"""``create_app``: the Starlette app, and its route table, which is the index of the server."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from . import admin, endpoints, signin
+from .context import sts_endpoint as sts
+from .errors import internal_error
+from .ids import RequestIds
+from .runtime import Runtime
+from .settings import Settings
+
+GET, POST, BOTH = ["GET"], ["POST"], ["GET", "POST"]
+
+
+def routes() -> list[BaseRoute]:
+    """Paths exactly as Entra has them (entra-wire.md §1.2), then fakests' own under /_fakests/."""
+    return [
+        Mount("/_fakests", routes=admin.routes()),
+        Route("/error", sts("error", endpoints.error_lookup), methods=GET),
+        Route("/devicelogin", lambda r: RedirectResponse("/common/oauth2/deviceauth", 302), methods=GET),
+        Route("/common/discovery/instance", sts("instance_discovery", endpoints.instance_discovery), methods=GET),
+        Route("/common/userrealm/{username}", sts("userrealm", endpoints.user_realm), methods=BOTH),
+        Route("/common/oauth2/deviceauth", sts("device_login", signin.device_login, errors="page"), methods=BOTH),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration",
+              sts("discovery", endpoints.openid_configuration), methods=GET),
+        Route("/{tenant}/.well-known/openid-configuration",
+              sts("discovery", endpoints.openid_configuration_v1), methods=GET),
+        Route("/{tenant}/discovery/v2.0/keys", sts("jwks", endpoints.jwks), methods=GET),
+        Route("/{tenant}/discovery/keys", sts("jwks", endpoints.jwks_v1), methods=GET),
+        Route("/{tenant}/oauth2/v2.0/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
+        Route("/{tenant}/oauth2/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
+        Route("/{tenant}/oauth2/v2.0/token", sts("token", endpoints.token), methods=BOTH),
+        Route("/{tenant}/oauth2/token", sts("token", endpoints.token), methods=BOTH),
+        Route("/{tenant}/oauth2/v2.0/devicecode", sts("devicecode", endpoints.devicecode), methods=BOTH),
+        Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=BOTH),
+        Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
+        Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    ids = RequestIds.new(request.headers)
+    body = {"error": "not_found" if exc.status_code == 404 else "invalid_request",
+            "error_description": f"{exc.status_code} {exc.detail}: {request.method} {request.url.path}",
+            "trace_id": ids.trace_id, "correlation_id": ids.correlation_id}
+    return JSONResponse(body, status_code=exc.status_code, headers=ids.headers())
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    # Last resort for failures outside sts_endpoint (which has its own): Entra's 500, no traceback.
+    ids = RequestIds.new(request.headers)
+    return internal_error(ids, time.time(), f"{request.url.scheme}://{request.headers.get('host', '')}")
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
+    """The fakests ASGI app. Pass a ``Runtime`` to share keys and sandboxes with the caller."""
+    runtime = runtime or Runtime.start(settings)
+    app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error, Exception: _crash})
+    app.state.runtime = runtime
+    app.state.sandboxes = runtime.sandboxes
+    return app

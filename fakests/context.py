@@ -1,0 +1,192 @@
+"""The path every STS request takes: ids, parameters, sandbox, the failure hook, errors, journal.
+
+``sts_endpoint(name, handler)`` turns ``async handler(StsRequest) -> Response`` into a Starlette
+endpoint. Around the handler it: reads the query and form (bounded, malformed -> AADSTS9002313),
+finds the sandbox and tenant, offers the request to the sandbox's ``interceptor`` (scripted
+failures answer here, before any validation, exactly like a real outage would), renders a raised
+``StsError`` the way this endpoint renders errors, turns any other exception into Entra's generic
+500 (and remembers it, so the pytest fixture can fail the test), adds ``client-request-id`` and
+``x-ms-request-id`` to every response, and writes one journal entry and one log line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .directory import Tenant
+from .errors import StsError, internal_error, render_json, render_page
+from .ids import RequestIds
+from .journal import JournalEntry, next_seq, redact
+from .sandbox import Sandbox, Sandboxes
+
+log = logging.getLogger("fakests.requests")
+
+Handler = Callable[["StsRequest"], Awaitable[Response]]
+ErrorRenderer = Callable[["StsRequest", StsError], Response]
+
+
+@dataclass
+class StsRequest:
+    """One request to an STS endpoint, with everything handlers need and the journal records."""
+
+    request: Request
+    endpoint: str
+    sandbox: Sandbox
+    tenant: Tenant | None
+    segment: str
+    query: dict[str, str]
+    form: dict[str, str]
+    ids: RequestIds
+    origin: str
+    now: float
+    notes: dict[str, Any] = field(default_factory=dict)  # rule, fault, grant_type... for the journal
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query then form; the form wins (Entra reads POST bodies, msal-node adds query extras)."""
+        return {**self.query, **self.form}
+
+    def get(self, name: str) -> str | None:
+        value = self.form.get(name, self.query.get(name))
+        return value if value else None
+
+    def require(self, name: str) -> str:
+        """A parameter that must be present and non-empty (AADSTS900144 otherwise)."""
+        value = self.get(name)
+        if value is None:
+            raise StsError(900144, parameter=name)
+        return value
+
+    @property
+    def client_id(self) -> str | None:
+        return self.get("client_id")
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Query and form parameters, first value of each name. Only url-encoded bodies are forms."""
+    query = dict(reversed(list(request.query_params.multi_items())))
+    if request.method != "POST":
+        return query, {}
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        raise BodyTooLarge
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise BodyTooLarge
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not body or ctype != "application/x-www-form-urlencoded":
+        return query, {}
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000,
+                          errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StsError(9002313, detail=f"The request body could not be parsed: {type(exc).__name__}.") from None
+    return query, dict(reversed(pairs))
+
+
+def origin_of(request: Request, public_url: str | None) -> str:
+    """The origin clients reach us at: the configured public URL, else scheme://Host of the request."""
+    if public_url:
+        return public_url.rstrip("/")
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}"
+
+
+def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler`` as the STS endpoint ``name``; ``errors`` is "json" or "page" (HTML)."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        sandboxes: Sandboxes = request.app.state.sandboxes
+        settings = sandboxes.settings
+        segment = request.path_params.get("tenant", "common")
+        origin = origin_of(request, settings.public_url)
+        ctx: StsRequest | None = None
+        sandbox = sandboxes.default
+        ids = RequestIds.new(request.headers, request.query_params)
+        try:
+            query, form = await read_params(request, settings.max_body)
+            ids = RequestIds.new(request.headers, request.query_params, form)
+            sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"))
+            sandbox.last_used = time.monotonic()
+            ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now())
+            response = None
+            if sandbox.interceptor is not None:
+                answer = sandbox.interceptor(ctx)
+                response = await answer if inspect.isawaitable(answer) else answer
+            if response is None:
+                response = await handler(ctx)
+        except BodyTooLarge:
+            response = render_json(StsError(9002313, status=413, detail="The request body is too large."),
+                                   ids, time.time(), origin)
+        except StsError as exc:
+            if ctx is not None:
+                ctx.notes.setdefault("aadsts", exc.code)
+                ctx.notes.setdefault("error", exc.error)
+            now = ctx.now if ctx else time.time()
+            response = render_page(exc, ids, now) if errors == "page" else render_json(exc, ids, now, origin)
+        except Exception:
+            text = traceback.format_exc()
+            log.error("internal error in %s: %s", name, text)
+            sandbox.internal_errors.append(text)
+            response = internal_error(ids, time.time(), origin)
+            if ctx is not None:
+                ctx.notes.update(aadsts=50000, error="server_error")
+        for key, value in ids.headers().items():
+            response.headers.setdefault(key, value)
+        if ctx is not None:
+            _record(ctx, response, (time.perf_counter() - started) * 1000)
+        return response
+
+    endpoint.__name__ = name
+    return endpoint
+
+
+def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
+    params = ctx.params
+    entry = JournalEntry(
+        seq=next_seq(),
+        sandbox=ctx.sandbox.sandbox_id,
+        endpoint=ctx.endpoint,
+        method=ctx.request.method,
+        path=ctx.request.url.path,
+        at=ctx.now,
+        params=redact(params),
+        client_id=ctx.notes.get("client_id") or params.get("client_id"),
+        grant_type=params.get("grant_type"),
+        client_request_id=ctx.ids.client_request_id,
+        trace_id=ctx.ids.trace_id,
+        correlation_id=ctx.ids.correlation_id,
+        status=response.status_code,
+        aadsts=ctx.notes.get("aadsts"),
+        error=ctx.notes.get("error"),
+        rule=ctx.notes.get("rule"),
+        retry_after=response.headers.get("retry-after"),
+        fault=ctx.notes.get("fault"),
+        duration_ms=round(duration_ms, 3),
+        user_agent=ctx.request.headers.get("user-agent"),
+    )
+    ctx.sandbox.journal.record(entry)
+    if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):
+        log.info("%s %s %s sandbox=%s status=%s aadsts=%s rule=%s correlation_id=%s", ctx.request.method,
+                 ctx.request.url.path, ctx.endpoint, entry.sandbox, entry.status, entry.aadsts or "-",
+                 entry.rule or "-", entry.correlation_id)

@@ -1,0 +1,92 @@
+"""The built-in default directory: fixed, documented ids and credentials.
+
+``fakests serve`` with no config serves this directory, and every per-test sandbox is a fresh-id
+copy of it. The README's table lists the same values; ``tests/test_defaults.py`` keeps them in step.
+"""
+
+from __future__ import annotations
+
+from .directory import MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
+
+TENANT_ID = "fa7e0000-0000-4000-8000-000000000001"
+TENANT_DOMAIN = "contoso.onmicrosoft.com"
+OTHER_TENANT_ID = "fa7e0000-0000-4000-8000-000000000002"
+
+DAEMON_ID = "fa7e0000-0000-4000-8000-00000000a001"
+WEB_ID = "fa7e0000-0000-4000-8000-00000000a002"
+API_ID = "fa7e0000-0000-4000-8000-00000000a003"
+PUBLIC_ID = "fa7e0000-0000-4000-8000-00000000a004"
+
+DAEMON_SECRET = "daemon-secret-value"
+WEB_SECRET = "web-secret-value"
+API_SECRET = "api-secret-value"
+PASSWORD = "P@ssw0rd-fakests"
+
+API_URI = "api://fakests-api"
+
+
+def default_directory(client_certificate: Certificate | None = None) -> Directory:
+    """Contoso with four apps and six users; Fabrikam as a second tenant; the MSA tenant.
+
+    ``client_certificate`` (the public half of the default client certificate kept in the state
+    directory) is registered on the daemon and web apps when given.
+    """
+    d = Directory()
+    d.add_tenant(Tenant(TENANT_ID, "Contoso", [TENANT_DOMAIN, "contoso.com"], "WW"))
+    d.add_tenant(Tenant(OTHER_TENANT_ID, "Fabrikam", ["fabrikam.onmicrosoft.com"], "WW"))
+    d.add_tenant(Tenant(MSA_TENANT_ID, "Microsoft Account", ["outlook.com", "live.com", "hotmail.com"], "WW"))
+    certs = [client_certificate] if client_certificate else []
+
+    d.add_app(graph_app())
+    d.add_app(App(
+        DAEMON_ID, "fakests daemon", TENANT_ID, secrets=[Secret(DAEMON_SECRET, hint="dae")],
+        certificates=list(certs), object_id="fa7e0000-0000-4000-8000-00000000d001",
+    ))
+    d.add_app(App(
+        WEB_ID, "fakests web app", TENANT_ID, secrets=[Secret(WEB_SECRET, hint="web")],
+        certificates=list(certs),
+        redirect_uris=["http://localhost:5000/getAToken", "http://localhost/callback",
+                       "https://localhost/callback", "https://app.example.test/callback"],
+        sign_in_audience="AzureADandPersonalMicrosoftAccount",
+        object_id="fa7e0000-0000-4000-8000-00000000d002",
+    ))
+    d.add_app(App(
+        API_ID, "fakests api", TENANT_ID, secrets=[Secret(API_SECRET, hint="api")],
+        identifier_uris=[API_URI], scopes=["access_as_user", "Data.Read"],
+        app_roles=["Data.Read", "Data.Write"], access_token_version=2,
+        sign_in_audience="AzureADMultipleOrgs",
+        object_id="fa7e0000-0000-4000-8000-00000000d003",
+    ))
+    d.add_app(App(
+        PUBLIC_ID, "fakests desktop", TENANT_ID, public_client=True,
+        redirect_uris=["http://localhost", "https://login.microsoftonline.com/common/oauth2/nativeclient"],
+        sign_in_audience="AzureADandPersonalMicrosoftAccount",
+        object_id="fa7e0000-0000-4000-8000-00000000d004",
+    ))
+
+    for user in (
+        User("alice@contoso.com", "Alice Smith", PASSWORD, TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b001", given_name="Alice", family_name="Smith"),
+        User("bob@contoso.com", "Bob Jones", PASSWORD, TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b002", given_name="Bob", family_name="Jones"),
+        User("disabled@contoso.com", "Dana Disabled", PASSWORD, TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b003", disabled=True),
+        User("locked@contoso.com", "Lee Locked", PASSWORD, TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b004", locked=True),
+        User("expired@contoso.com", "Eve Expired", PASSWORD, TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b005", password_expired=True),
+        User("frank@fabrikam.onmicrosoft.com", "Frank Fabrikam", PASSWORD, OTHER_TENANT_ID,
+             "fa7e0000-0000-4000-8000-00000000b006"),
+        User("carol@outlook.com", "Carol Consumer", PASSWORD, MSA_TENANT_ID,
+             "00000000-0000-0000-c4a0-00000000c001", account_type="msa"),
+    ):
+        d.add_user(user)
+
+    for client in (WEB_ID, PUBLIC_ID):
+        d.grant(client, "https://graph.microsoft.com", ["User.Read", "openid", "profile", "email",
+                                                        "offline_access"])
+        d.grant(client, API_ID, ["access_as_user", "Data.Read"])
+    d.grant(API_ID, "https://graph.microsoft.com", ["User.Read", "openid", "profile", "offline_access"])
+    d.assign_roles(DAEMON_ID, API_ID, ["Data.Read"])
+    d.assign_roles(DAEMON_ID, "https://graph.microsoft.com", ["User.Read.All"])
+    return d

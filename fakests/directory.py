@@ -1,0 +1,249 @@
+"""The directory: tenants, app registrations, users, consent and app-role assignments.
+
+Plain objects with lookups, no HTTP. A sandbox owns one ``Directory``; the built-in default
+directory (``default_directory``) has fixed ids so the README's examples work verbatim, and
+``Directory.clone_fresh`` gives every per-test sandbox the same shape under fresh tenant and client
+ids, which is how requests to ``/common`` find their sandbox (by ``client_id``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+MSA_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
+"""The consumer (MSA) tenant: ``tid`` of personal accounts and what ``/consumers`` means (§1.1)."""
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_URI = "https://graph.microsoft.com"
+SPECIAL_TENANTS = frozenset({"common", "organizations", "consumers"})
+
+AccountType = Literal["work", "msa"]
+Audience = Literal[
+    "AzureADMyOrg", "AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"
+]
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class Tenant:
+    """A tenant: its GUID, display name and verified domains (the first is the default domain)."""
+
+    tenant_id: str
+    display_name: str
+    domains: list[str] = field(default_factory=list)
+    region_scope: str = "WW"
+
+    @property
+    def is_msa(self) -> bool:
+        return self.tenant_id == MSA_TENANT_ID
+
+
+@dataclass
+class Secret:
+    """A client secret; ``expires_at`` is epoch seconds (None: never)."""
+
+    value: str
+    expires_at: float | None = None
+    hint: str = ""
+
+
+@dataclass
+class Certificate:
+    """A registered client certificate (public part only), matched by ``x5t`` or ``x5t#S256``."""
+
+    pem: str
+
+    @cached_property
+    def _cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.pem.encode())
+
+    @cached_property
+    def der(self) -> bytes:
+        return self._cert.public_bytes(Encoding.DER)
+
+    @cached_property
+    def x5t(self) -> str:
+        return b64url(hashlib.sha1(self.der).digest())
+
+    @cached_property
+    def x5t_s256(self) -> str:
+        return b64url(hashlib.sha256(self.der).digest())
+
+    @property
+    def public_key(self) -> PublicKeyTypes:
+        return self._cert.public_key()
+
+    @property
+    def not_after(self) -> float:
+        return self._cert.not_valid_after_utc.timestamp()
+
+
+@dataclass
+class App:
+    """An app registration together with its service principal in the home tenant."""
+
+    client_id: str
+    display_name: str
+    tenant_id: str
+    secrets: list[Secret] = field(default_factory=list)
+    certificates: list[Certificate] = field(default_factory=list)
+    redirect_uris: list[str] = field(default_factory=list)
+    public_client: bool = False
+    sign_in_audience: Audience = "AzureADMyOrg"
+    identifier_uris: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)  # delegated permissions it exposes
+    app_roles: list[str] = field(default_factory=list)  # application permissions it exposes
+    access_token_version: int = 2
+    enabled: bool = True
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the service principal's oid
+
+    @property
+    def confidential(self) -> bool:
+        return bool(self.secrets or self.certificates) and not self.public_client
+
+    def resource_uris(self) -> list[str]:
+        """Every string that names this app as a resource: its URIs, ``api://{id}`` and its id."""
+        return [*self.identifier_uris, f"api://{self.client_id}", self.client_id]
+
+
+@dataclass
+class User:
+    """A work account (member of a tenant) or a personal Microsoft account (``account_type='msa'``)."""
+
+    username: str
+    display_name: str
+    password: str
+    tenant_id: str
+    oid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    account_type: AccountType = "work"
+    disabled: bool = False
+    locked: bool = False
+    password_expired: bool = False
+    given_name: str = ""
+    family_name: str = ""
+    tokens_valid_from: float = 0.0  # refresh tokens issued before this are revoked (AADSTS50173)
+
+    @property
+    def is_msa(self) -> bool:
+        return self.account_type == "msa"
+
+
+@dataclass
+class Directory:
+    """Everything one sandbox knows. Lookups are by id, domain, username and resource URI."""
+
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    apps: dict[str, App] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)  # by lower-case username
+    # (client_id, resource client_id) -> delegated scopes granted tenant-wide (admin consent)
+    consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # (user oid, client_id, resource client_id) -> delegated scopes the user consented to
+    user_consents: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    # (principal client_id or user oid, resource client_id) -> app roles assigned
+    role_assignments: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    # --- building ---------------------------------------------------------------------------------
+    def add_tenant(self, tenant: Tenant) -> Tenant:
+        self.tenants[tenant.tenant_id] = tenant
+        return tenant
+
+    def add_app(self, app: App) -> App:
+        self.apps[app.client_id] = app
+        return app
+
+    def add_user(self, user: User) -> User:
+        self.users[user.username.lower()] = user
+        return user
+
+    def grant(self, client_id: str, resource: str, scopes: Iterable[str]) -> None:
+        """Admin consent: ``client_id`` may ask for these delegated ``scopes`` of ``resource``."""
+        self.consents.setdefault((client_id, self.resource(resource).client_id), set()).update(scopes)
+
+    def assign_roles(self, principal: str, resource: str, roles: Iterable[str]) -> None:
+        """App-role assignment to a client (by client_id) or a user (by oid)."""
+        key = (principal, self.resource(resource).client_id)
+        self.role_assignments.setdefault(key, set()).update(roles)
+
+    # --- lookups ----------------------------------------------------------------------------------
+    def tenant_by_segment(self, segment: str) -> Tenant | None:
+        """The tenant a path segment names: its GUID or one of its verified domains."""
+        seg = segment.lower()
+        if seg in self.tenants:
+            return self.tenants[seg]
+        return next((t for t in self.tenants.values() if seg in (d.lower() for d in t.domains)), None)
+
+    def user(self, username: str) -> User | None:
+        return self.users.get(username.lower())
+
+    def user_by_oid(self, oid: str) -> User | None:
+        return next((u for u in self.users.values() if u.oid == oid), None)
+
+    def resource(self, name: str) -> App:
+        """The app a resource URI (or client id) names; ``KeyError`` when there is none."""
+        name = name.rstrip("/")
+        for app in self.apps.values():
+            if name in app.resource_uris() or name.lower() in (u.lower() for u in app.identifier_uris):
+                return app
+        raise KeyError(name)
+
+    def consented(self, user: User | None, client_id: str, resource_id: str) -> set[str]:
+        scopes = set(self.consents.get((client_id, resource_id), set()))
+        if user is not None:
+            scopes |= self.user_consents.get((user.oid, client_id, resource_id), set())
+        return scopes
+
+    def roles(self, principal: str, resource_id: str) -> set[str]:
+        return self.role_assignments.get((principal, resource_id), set())
+
+    # --- per-test copies --------------------------------------------------------------------------
+    def clone_fresh(self, domain: str) -> Directory:
+        """The same directory under fresh tenant GUIDs and client ids, plus ``domain`` on the first
+        tenant. Users, secrets and certificates keep their values, so tests read like the README."""
+        ids = {t: str(uuid.uuid4()) for t in self.tenants if t != MSA_TENANT_ID}
+        ids |= {a: str(uuid.uuid4()) for a, app in self.apps.items() if app.client_id != GRAPH_APP_ID}
+
+        def m(value: str) -> str:
+            return ids.get(value, value)
+
+        out = Directory()
+        for i, t in enumerate(self.tenants.values()):
+            doms = [*t.domains, domain] if i == 0 else [f"{m(t.tenant_id)[:8]}.{d}" for d in t.domains]
+            out.add_tenant(replace(t, tenant_id=m(t.tenant_id), domains=doms))
+        for a in self.apps.values():
+            uris = [u.replace(a.client_id, m(a.client_id)) for u in a.identifier_uris]
+            out.add_app(replace(a, client_id=m(a.client_id), tenant_id=m(a.tenant_id), identifier_uris=uris,
+                                secrets=list(a.secrets), certificates=list(a.certificates),
+                                redirect_uris=list(a.redirect_uris), object_id=str(uuid.uuid4())))
+        for u in self.users.values():
+            out.add_user(replace(u, tenant_id=m(u.tenant_id)))
+        out.consents = {(m(c), m(r)): set(s) for (c, r), s in self.consents.items()}
+        out.user_consents = {(o, m(c), m(r)): set(s) for (o, c, r), s in self.user_consents.items()}
+        out.role_assignments = {(m(p), m(r)): set(s) for (p, r), s in self.role_assignments.items()}
+        return out
+
+
+def graph_app() -> App:
+    """Microsoft Graph as a resource: v1 access tokens, the common delegated and app permissions."""
+    return App(
+        client_id=GRAPH_APP_ID,
+        display_name="Microsoft Graph",
+        tenant_id=MSA_TENANT_ID,
+        identifier_uris=[GRAPH_URI, "https://graph.microsoft.com/"],
+        scopes=["User.Read", "User.ReadBasic.All", "Mail.Read", "Mail.Send", "Files.Read", "email",
+                "openid", "profile", "offline_access"],
+        app_roles=["User.Read.All", "Mail.Read", "Files.Read.All"],
+        access_token_version=1,
+        object_id="00000003-0000-0000-c000-0000000000ff",
+    )

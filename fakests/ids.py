@@ -1,0 +1,52 @@
+"""Trace and correlation ids, and Entra's timestamp formats.
+
+Entra uses the client's ``client-request-id`` (MSAL sends a uuid4 per call) as the correlation id
+and echoes it in a ``client-request-id`` response header; ``x-ms-request-id`` carries the trace id,
+a fresh GUID per request (entra-wire.md §5.1, §5.3). msal-node puts ``client-request-id`` in the
+query string and the form body instead of a header (§2.10); azure-identity adds
+``x-ms-client-request-id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RequestIds:
+    """The ids of one request: ``trace_id`` (ours) and ``correlation_id`` (the client's, or ours)."""
+
+    trace_id: str
+    correlation_id: str
+    client_request_id: str | None  # what the client sent, verbatim, if anything
+
+    @classmethod
+    def new(cls, *sources: Mapping[str, str] | None) -> RequestIds:
+        """Ids for a request whose client-request-id may be in any of ``sources`` (headers first)."""
+        sent: str | None = None
+        for src in sources:
+            if not src:
+                continue
+            sent = src.get("client-request-id") or src.get("x-ms-client-request-id")
+            if sent:
+                break
+        return cls(str(uuid.uuid4()), sent or str(uuid.uuid4()), sent)
+
+    def headers(self) -> dict[str, str]:
+        """The response headers Entra sets on every answer."""
+        return {"client-request-id": self.correlation_id, "x-ms-request-id": self.trace_id}
+
+
+def entra_timestamp(when: datetime | float) -> str:
+    """``yyyy-MM-dd HH:mm:ssZ``: the form of ``timestamp`` in Entra's error JSON (§5.1)."""
+    dt = when if isinstance(when, datetime) else datetime.fromtimestamp(when, UTC)
+    return dt.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def page_timestamp(when: float) -> str:
+    """``yyyy-MM-ddTHH:mm:ss.fffZ``: the form on Entra's HTML sign-in error page."""
+    dt = datetime.fromtimestamp(when, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -1,0 +1,130 @@
+"""The request journal: what every client did, bounded, with secrets redacted.
+
+Each request to a sandbox leaves one ``JournalEntry``: endpoint, parameters (secrets replaced by
+``"***"``), the client's ``client-request-id``, our trace id, the correlation id we answered with,
+the rule that fired, the status and AADSTS code, and when it arrived on the sandbox clock. Tests
+read it through ``Journal.entries`` and the helpers below, which phrase the questions users ask:
+how many attempts, how far apart, and did each retry honour the ``Retry-After`` it was given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Never stored, never logged: these carry credentials or grants (issue 5, "Secrets").
+SECRET_PARAMS = frozenset({
+    "client_secret", "password", "passwd", "client_assertion", "assertion", "code", "refresh_token",
+    "device_code", "code_verifier", "id_token_hint", "otc",
+})
+REDACTED = "***"
+
+
+def redact(params: Mapping[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if k in SECRET_PARAMS and v else v) for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One request as the sandbox saw it. ``at`` is on the sandbox clock (epoch seconds)."""
+
+    seq: int
+    sandbox: str
+    endpoint: str
+    method: str
+    path: str
+    at: float
+    params: dict[str, str]
+    client_id: str | None
+    grant_type: str | None
+    client_request_id: str | None
+    trace_id: str
+    correlation_id: str
+    status: int
+    aadsts: int | None = None
+    error: str | None = None
+    rule: str | None = None
+    retry_after: str | None = None
+    fault: str | None = None
+    duration_ms: float = 0.0
+    user_agent: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_seq = itertools.count(1)
+
+
+@dataclass
+class Journal:
+    """A bounded, thread-safe list of ``JournalEntry`` (oldest dropped first)."""
+
+    size: int = 10_000
+    _entries: deque[JournalEntry] = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._entries = deque(maxlen=self.size)
+
+    def record(self, entry: JournalEntry) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        with self._lock:
+            return iter(list(self._entries))
+
+    def entries(
+        self,
+        endpoint: str | None = None,
+        *,
+        client_id: str | None = None,
+        grant_type: str | None = None,
+        status: int | None = None,
+        correlation_id: str | None = None,
+        since: int = 0,
+    ) -> list[JournalEntry]:
+        """Entries matching every given filter, oldest first."""
+        return [
+            e for e in self
+            if (endpoint is None or e.endpoint == endpoint)
+            and (client_id is None or e.client_id == client_id)
+            and (grant_type is None or e.grant_type == grant_type)
+            and (status is None or e.status == status)
+            and (correlation_id is None or e.correlation_id == correlation_id)
+            and e.seq > since
+        ]
+
+    def attempts(self, endpoint: str = "token", **filters: Any) -> int:
+        """How many requests reached ``endpoint`` (after any filters)."""
+        return len(self.entries(endpoint, **filters))
+
+    def intervals(self, endpoint: str = "token", **filters: Any) -> list[float]:
+        """Seconds between consecutive matching requests."""
+        at = [e.at for e in self.entries(endpoint, **filters)]
+        return [b - a for a, b in itertools.pairwise(at)]
+
+    def early_retries(self, endpoint: str = "token", **filters: Any) -> list[JournalEntry]:
+        """Requests that came back before the ``Retry-After`` of the previous answer had passed."""
+        out = []
+        entries = self.entries(endpoint, **filters)
+        for prev, cur in itertools.pairwise(entries):
+            if prev.retry_after and prev.retry_after.isdigit() and cur.at - prev.at < int(prev.retry_after):
+                out.append(cur)
+        return out
+
+
+def next_seq() -> int:
+    return next(_seq)

@@ -1,0 +1,153 @@
+"""Signing keys: made once, kept in the state directory, published as a JWKS, rotatable.
+
+Entra's keys are RSA-2048 with a self-signed certificate; ``kid`` == ``x5t`` == base64url(SHA-1 of
+the DER certificate) and each JWKS entry carries ``n``, ``e`` and ``x5c`` (entra-wire.md §1.4).
+Keys live in ``{state_dir}/signing/*.pem`` (key + certificate), so a restart keeps tokens that
+clients cached valid. Rotation makes a new active key and keeps the old ones in the JWKS for a grace
+period. Key objects are loaded once: passing a PEM string to ``jwt.encode`` re-validates the key on
+every call (about 60 ms, ``../shared/bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from .directory import b64url
+
+
+def _self_signed(key: rsa.RSAPrivateKey, common_name: str, days: int) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256())
+    )
+
+
+def new_key_and_cert(common_name: str, days: int = 3650) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """An RSA-2048 key and a self-signed certificate for it (about 50 ms: do it once, not per test)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key, _self_signed(key, common_name, days)
+
+
+def pem_of(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ) + cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_pem(data: bytes) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("signing keys must be RSA")
+    return key, x509.load_pem_x509_certificate(data)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One RSA key and its certificate; ``kid`` is the certificate's SHA-1 thumbprint, as Entra's."""
+
+    private_key: rsa.RSAPrivateKey
+    certificate: x509.Certificate
+    retired_at: float | None = None
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def kid(self) -> str:
+        return b64url(hashlib.sha1(self.der).digest())
+
+    def jwk(self, issuer: str | None = None) -> dict[str, Any]:
+        nums = self.private_key.public_key().public_numbers()
+        entry: dict[str, Any] = {
+            "kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
+            "n": b64url(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),
+            "e": b64url(nums.e.to_bytes((nums.e.bit_length() + 7) // 8, "big")),
+            "x5c": [base64.b64encode(self.der).decode()],
+        }
+        if issuer:
+            entry["issuer"] = issuer
+        return entry
+
+
+@dataclass
+class KeySet:
+    """The active signing key plus retired keys still published for ``grace`` seconds."""
+
+    keys: list[SigningKey]
+    grace: float = 24 * 3600
+    directory: Path | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _kid_cache: dict[int, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def active(self) -> SigningKey:
+        return self.keys[-1]
+
+    @classmethod
+    def load_or_create(cls, directory: Path | None, pem: bytes | None = None) -> KeySet:
+        """Keys from ``directory`` (made and saved there on first use), or from one PEM."""
+        if pem is not None:
+            return cls([SigningKey(*load_pem(pem))])
+        if directory is None:
+            return cls([SigningKey(*new_key_and_cert("fakests signing key"))])
+        directory.mkdir(parents=True, exist_ok=True)
+        files = sorted(directory.glob("key-*.pem"))
+        if not files:
+            key = SigningKey(*new_key_and_cert("fakests signing key"))
+            _write_private(directory / "key-0001.pem", pem_of(key.private_key, key.certificate))
+            files = [directory / "key-0001.pem"]
+        keys = [SigningKey(*load_pem(f.read_bytes())) for f in files]
+        return cls(keys, directory=directory)
+
+    def rotate(self, now: float | None = None) -> SigningKey:
+        """Make a new active key; the previous one stays in the JWKS for the grace period."""
+        new = SigningKey(*new_key_and_cert("fakests signing key"))
+        with self._lock:
+            now = time.time() if now is None else now
+            self.keys[-1] = SigningKey(self.active.private_key, self.active.certificate, retired_at=now)
+            self.keys.append(new)
+            if self.directory is not None:
+                _write_private(self.directory / f"key-{len(self.keys):04d}.pem", pem_of(new.private_key,
+                                                                                      new.certificate))
+        return new
+
+    def published(self, now: float) -> list[SigningKey]:
+        return [k for k in self.keys if k.retired_at is None or now - k.retired_at < self.grace]
+
+    def jwks(self, now: float, issuer: str | None = None) -> dict[str, Any]:
+        return {"keys": [k.jwk(issuer) for k in self.published(now)]}
+
+    def find(self, kid: str) -> SigningKey | None:
+        return next((k for k in self.keys if k.kid == kid), None)
+
+    def sign(self, claims: dict[str, Any], *, v1: bool = False, key: SigningKey | None = None) -> str:
+        """A compact RS256 JWT with ``kid`` (and ``x5t`` for v1 tokens, as Entra's v1 tokens have)."""
+        key = key or self.active
+        headers: dict[str, Any] = {"typ": "JWT", "kid": key.kid}
+        if v1:
+            headers["x5t"] = key.kid
+        return jwt.encode(claims, key.private_key, algorithm="RS256", headers=headers)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o600)
+    tmp.replace(path)

@@ -1,0 +1,61 @@
+"""The long-lived state of one fakests process: settings, keys, TLS files, sandboxes.
+
+``Runtime.start(settings)`` does the side effects (reading or making keys, the CA and the default
+client certificate in the state directory; loading the config file), once. ``create_app`` then
+builds the ASGI app around it. Tests, the in-thread server and the CLI all go through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .directory import Certificate, Directory
+from .keys import KeySet, new_key_and_cert, pem_of
+from .sandbox import Sandboxes
+from .settings import Settings
+from .tls import TlsFiles, ensure_tls
+
+
+@dataclass
+class Runtime:
+    """Settings plus everything made from them at start-up."""
+
+    settings: Settings
+    keys: KeySet
+    sandboxes: Sandboxes
+    client_cert_path: Path  # PEM with the default client certificate's key and certificate
+    tls: TlsFiles | None
+
+    @classmethod
+    def start(cls, settings: Settings | None = None, *, directory: Directory | None = None) -> Runtime:
+        settings = settings or Settings()
+        state = settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        pem = settings.signing_key.read_bytes() if settings.signing_key else None
+        keys = KeySet.load_or_create(state / "signing", pem)
+        client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
+        cert = Certificate(client_pem.read_text())
+        if directory is None and settings.config is not None:
+            from .config import load_config  # only when a config file is named
+
+            directory = load_config(settings.config, cert).directory
+        if directory is None:
+            from .defaults import default_directory
+
+            directory = default_directory(cert)
+        tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
+        return cls(settings, keys, Sandboxes(settings, keys, directory), client_pem, tls)
+
+
+def ensure_client_certificate(path: Path) -> Path:
+    """The default client certificate (key + cert PEM), registered on the default confidential
+    apps so ``ConfidentialClientApplication`` with a certificate works out of the box."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key, cert = new_key_and_cert("fakests client certificate")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pem_of(key, cert))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path

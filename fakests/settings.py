@@ -1,0 +1,105 @@
+"""Settings, declared once.
+
+``Settings`` is inert (uvicorn's Config/Server split): it only holds values. Every field is also a
+``FAKESTS_*`` environment variable and a ``fakests serve`` flag (the CLI is generated from
+``FIELDS``); precedence is flag > environment > config file > default. ``from_env`` is the only
+reader of ``os.environ`` in the package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "fakests"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one fakests server runs. Lifetimes are seconds."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
+    port: int = field(default=8443, metadata={"help": "Port to listen on; 0 picks a free one."})
+    state_dir: Path = field(default_factory=default_state_dir,
+                            metadata={"help": "Where keys and TLS material are kept across restarts."})
+    config: Path | None = field(default=None, metadata={"help": "YAML file with the directory and settings."})
+    public_url: str | None = field(
+        default=None, metadata={"help": "Origin clients use (e.g. https://fakests:8443); default: the request's."})
+    tls: bool = field(default=True, metadata={"help": "Serve https (clients require it)."})
+    tls_names: tuple[str, ...] = field(
+        default=(), metadata={"help": "Extra DNS names/IPs for the server certificate (comma-separated)."})
+    signing_key: Path | None = field(default=None, metadata={"help": "PEM with an RSA key and certificate."})
+    access_token_lifetime: int = field(default=3599, metadata={"help": "expires_in of access tokens."})
+    id_token_lifetime: int = field(default=3600, metadata={"help": "Lifetime of id_tokens."})
+    refresh_token_lifetime: int = field(default=90 * 86400, metadata={"help": "Lifetime of refresh tokens."})
+    code_lifetime: int = field(default=600, metadata={"help": "Lifetime of authorization codes."})
+    device_code_lifetime: int = field(default=900, metadata={"help": "expires_in of device codes."})
+    device_code_interval: int = field(default=5, metadata={"help": "interval of device code polling."})
+    auto_sign_in: bool = field(
+        default=False, metadata={"help": "Sign the login_hint user in without a page (for HTTP-only tests)."})
+    journal_size: int = field(default=10_000, metadata={"help": "Requests kept per sandbox journal."})
+    max_sandboxes: int = field(default=10_000, metadata={"help": "Sandboxes alive at once."})
+    sandbox_idle_ttl: int = field(default=3600, metadata={"help": "Seconds before an idle sandbox is dropped."})
+    max_body: int = field(default=1 << 20, metadata={"help": "Largest request body accepted, in bytes."})
+    admin_token: str | None = field(
+        default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback)."})
+    log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str) -> Settings:
+        """Settings from a config file's ``settings:`` block; unknown keys and bad types stop here."""
+        known = {f.name: f for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ConfigError(source, f"settings.{key}", f"unknown setting; known: {', '.join(known)}")
+            out[key] = _cast(known[key].type, raw, source, f"settings.{key}")
+        return cls(**out)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
+        """``base`` overridden by every ``FAKESTS_<FIELD>`` variable that is set."""
+        environ = os.environ if environ is None else environ
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            var = f"FAKESTS_{f.name.upper()}"
+            if var in environ:
+                out[f.name] = _cast(f.type, environ[var], "environment", var)
+        return replace(base or cls(), **out)
+
+
+def _cast(kind: Any, raw: Any, source: str, key: str) -> Any:
+    kind = str(kind)
+    try:
+        if raw is None and "None" in kind:
+            return None
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if kind.startswith("int"):
+            if isinstance(raw, bool):
+                raise ValueError(f"expected a whole number, got {raw!r}")
+            return int(raw)
+        if kind.startswith("Path"):
+            return Path(str(raw)).expanduser()
+        if kind.startswith("tuple"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if not isinstance(raw, str | int | float):
+            raise ValueError(f"expected a string, got {type(raw).__name__}")
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(source, key, str(exc)) from None
