@@ -1,0 +1,168 @@
+"""``FakeSTS``: fakests over real TLS on 127.0.0.1, in a background thread.
+
+uvicorn's Config/Server split makes this small: ``Server.run`` in a thread (uvicorn skips signal
+handlers off the main thread), port 0, read the bound port back. Two changes to stock uvicorn:
+the main loop waits on an event instead of polling every 0.1 s, and shutdown does not sleep, so
+``stop()`` takes milliseconds instead of ~200 ms (``../shared/bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import requests
+import uvicorn
+from requests.adapters import HTTPAdapter
+
+from .app import create_app
+from .runtime import Runtime
+from .settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server with an event-driven main loop and a shutdown without fixed sleeps."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date header when counter % 10 == 0
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        # Idle keep-alive TLS connections wait for the peer's close_notify, which an idle client
+        # never sends: give in-flight responses a moment, then drop what is left.
+        deadline = time.monotonic() + 0.05
+        while self.server_state.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for task in self.server_state.tasks:
+            task.cancel()
+
+
+class FakeSTS:
+    """A running fakests server: ``with FakeSTS() as sts: sts.authority(tenant)``.
+
+    ``settings`` defaults to 127.0.0.1, a free port, TLS on; ``runtime`` shares keys and
+    sandboxes with an in-process app (the pytest plugin does that).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, runtime: Runtime | None = None, **uvicorn_kw: Any) -> None:
+        self.settings = settings or Settings(port=0)
+        self.runtime = runtime or Runtime.start(self.settings)
+        self.app = create_app(runtime=self.runtime)
+        self._uvicorn_kw = uvicorn_kw
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> FakeSTS:
+        tls = self.runtime.tls
+        config = uvicorn.Config(
+            self.app, host=self.settings.host, port=self.settings.port, log_level="warning",
+            access_log=False, lifespan="off",
+            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
+            **self._uvicorn_kw,
+        )
+        self._server = _Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fakests-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"fakests could not start on {self.settings.host}:{self.settings.port}")
+            time.sleep(0.001)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._server.wake()
+            self._thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> FakeSTS:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+    # --- what clients need -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """``https://localhost:{port}``: the origin clients use (``localhost`` is in the certificate)."""
+        host = "localhost" if self.settings.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else self.settings.host
+        return f"{'https' if self.runtime.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def ca_path(self) -> str:
+        """The CA certificate (PEM) that clients must trust."""
+        assert self.runtime.tls is not None, "TLS is off"
+        return str(self.runtime.tls.ca)
+
+    def authority(self, tenant: str | None = None) -> str:
+        from .defaults import TENANT_ID
+
+        return f"{self.url}/{tenant or TENANT_ID}"
+
+    def session(self) -> requests.Session:
+        """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``
+        says (entra-wire.md §7.12), and that carries MSAL Python's port-less user-realm lookup
+        (``https://localhost/common/userrealm/...``, §7.9) to this server's port."""
+        return trusting_session(self.ca_path, self.url)
+
+
+def trusting_session(ca_path: str, url: str) -> requests.Session:
+    """See ``FakeSTS.session``; also used for an already running instance (``FAKESTS_URL``)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_path
+    # MSAL Python builds the ROPC user-realm URL from the authority's host without its port
+    # (msal/authority.py user_realm_discovery). Route exactly that path back to our port; every
+    # other URL is untouched.
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.port not in (None, 443):
+        session.mount(f"https://{parts.hostname}/common/userrealm/", _PortRestoring(parts.port or 443))
+    return session
+
+
+class _PortRestoring(HTTPAdapter):
+    def __init__(self, port: int) -> None:
+        super().__init__(max_retries=0)
+        self._port = port
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(request.url or "")
+        request.url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{self._port}"))
+        return super().send(request, *args, **kwargs)
