@@ -208,9 +208,10 @@ class Directory:
         return self.role_assignments.get((principal, resource_id), set())
 
     # --- per-test copies --------------------------------------------------------------------------
-    def clone_fresh(self, domain: str) -> Directory:
+    def clone_fresh(self, domain: str) -> tuple[Directory, dict[str, str]]:
         """The same directory under fresh tenant GUIDs and client ids, plus ``domain`` on the first
-        tenant. Users, secrets and certificates keep their values, so tests read like the README."""
+        tenant, and the map from old ids to new. Users, secrets and certificates keep their values,
+        so tests read like the README."""
         ids = {t: str(uuid.uuid4()) for t in self.tenants if t != MSA_TENANT_ID}
         ids |= {a: str(uuid.uuid4()) for a, app in self.apps.items() if app.client_id != GRAPH_APP_ID}
 
@@ -231,7 +232,7 @@ class Directory:
         out.consents = {(m(c), m(r)): set(s) for (c, r), s in self.consents.items()}
         out.user_consents = {(o, m(c), m(r)): set(s) for (o, c, r), s in self.user_consents.items()}
         out.role_assignments = {(m(p), m(r)): set(s) for (p, r), s in self.role_assignments.items()}
-        return out
+        return out, ids
 
 
 def graph_app() -> App:

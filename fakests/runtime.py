@@ -7,6 +7,8 @@ builds the ASGI app around it. Tests, the in-thread server and the CLI all go th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,10 @@ class Runtime:
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         pem = settings.signing_key.read_bytes() if settings.signing_key else None
-        keys = KeySet.load_or_create(state / "signing", pem)
-        client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
+        with _locked(state):  # pytest-xdist workers may share one state directory
+            keys = KeySet.load_or_create(state / "signing", pem)
+            client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
+            tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
         cert = Certificate(client_pem.read_text())
         if directory is None and settings.config is not None:
             from .config import load_config  # only when a config file is named
@@ -44,8 +48,23 @@ class Runtime:
             from .defaults import default_directory
 
             directory = default_directory(cert)
-        tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
         return cls(settings, keys, Sandboxes(settings, keys, directory), client_pem, tls)
+
+
+@contextlib.contextmanager
+def _locked(state: Path) -> Iterator[None]:
+    """An exclusive lock on the state directory while keys and certificates are read or made."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes sharing a state directory must not start at once
+        yield
+        return
+    with open(state / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_client_certificate(path: Path) -> Path:

@@ -91,6 +91,7 @@ class Sandbox:
     device_codes: dict[str, DeviceGrant] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)  # SSO session id -> user oid
     internal_errors: list[str] = field(default_factory=list)
+    id_map: dict[str, str] = field(default_factory=dict)  # template id -> this sandbox's id
     # The scenario engine's hook (scripted failures): a callable that may answer instead of fakests.
     interceptor: Callable[[Any], Any] | None = None
     last_used: float = field(default_factory=time.monotonic)
@@ -141,9 +142,9 @@ class Sandboxes:
         self._lock = threading.Lock()
         self.default = self._add(DEFAULT_SANDBOX, template)
 
-    def _add(self, sandbox_id: str, directory: Directory) -> Sandbox:
+    def _add(self, sandbox_id: str, directory: Directory, id_map: dict[str, str] | None = None) -> Sandbox:
         sb = Sandbox(sandbox_id, directory, self.keys, self.settings, Journal(self.settings.journal_size),
-                     auto_sign_in=self.settings.auto_sign_in)
+                     auto_sign_in=self.settings.auto_sign_in, id_map=id_map or {})
         with self._lock:
             self._by_id[sandbox_id] = sb
             self._index(sb)
@@ -169,7 +170,9 @@ class Sandboxes:
         if len(self._by_id) >= self.settings.max_sandboxes:
             raise SandboxLimit(f"{len(self._by_id)} sandboxes are alive (max_sandboxes)")
         sandbox_id = uuid.uuid4().hex[:12]
-        return self._add(sandbox_id, directory or self.template.clone_fresh(f"sb-{sandbox_id}.fakests.test"))
+        if directory is not None:
+            return self._add(sandbox_id, directory)
+        return self._add(sandbox_id, *self.template.clone_fresh(f"sb-{sandbox_id}.fakests.test"))
 
     def drop(self, sandbox_id: str) -> bool:
         if sandbox_id == DEFAULT_SANDBOX:

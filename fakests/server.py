@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import uvicorn
@@ -22,6 +22,9 @@ from requests.adapters import HTTPAdapter
 from .app import create_app
 from .runtime import Runtime
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .api import StsSandbox
 
 
 class _Server(uvicorn.Server):
@@ -131,6 +134,15 @@ class FakeSTS:
         from .defaults import TENANT_ID
 
         return f"{self.url}/{tenant or TENANT_ID}"
+
+    def sandbox(self, *, auto_sign_in: bool = False) -> StsSandbox:
+        """A new isolated sandbox on this server (a fresh-id copy of the directory)."""
+        from .api import StsSandbox
+
+        sb = self.runtime.sandboxes.create()
+        sb.auto_sign_in = auto_sign_in
+        return StsSandbox(sb, self.runtime.sandboxes, url=self.url, ca_path=self.ca_path if self.runtime.tls else None,
+                          app=self.app, client_cert_path=str(self.runtime.client_cert_path))
 
     def session(self) -> requests.Session:
         """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``
