@@ -12,6 +12,7 @@ whatever ``REQUESTS_CA_BUNDLE`` says (§7.12).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -153,6 +154,9 @@ class StsSandbox:
         from azure.core.pipeline.transport import RequestsTransport
 
         session = self.http_client(inprocess=inprocess)
+        if not inprocess:
+            # azure-core passes its own ``verify`` with every request, overriding the session's.
+            transport_kw.setdefault("connection_verify", self.ca_path)
         return {"authority": self.url, "disable_instance_discovery": True,
                 "transport": RequestsTransport(session=session, session_owner=False, **transport_kw)}
 
@@ -175,6 +179,19 @@ class StsSandbox:
     @property
     def journal(self) -> Journal:
         return self.sandbox.journal
+
+    @property
+    def default_journal(self) -> Journal:
+        """The default sandbox's journal, where requests that name neither a tenant nor a client
+        land: MSAL's user-realm lookup (``/common/userrealm/{user}``) and instance discovery.
+        Match them to this sandbox's requests by correlation id."""
+        return self._sandboxes.default.journal
+
+    def configure(self, **settings: Any) -> None:
+        """Change this sandbox's settings (token lifetimes, ``device_code_interval``...): any field of
+        ``Settings``. MSAL treats an access token with under 300 s left as expired, so
+        ``configure(access_token_lifetime=300)`` makes every ``acquire_token_silent`` refresh."""
+        self.sandbox.settings = dataclasses.replace(self.sandbox.settings, **settings)
 
     def advance(self, seconds: float) -> None:
         """Move the sandbox clock forward (expire tokens, codes and device codes without sleeping)."""

@@ -9,16 +9,18 @@ way a server would run it; calls from any thread are handed to that loop.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
+from http.client import HTTPMessage
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
+from requests.adapters import HTTPAdapter
 from starlette.types import ASGIApp, Message
+from urllib3 import HTTPHeaderDict, HTTPResponse
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
@@ -83,11 +85,15 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
     return status, out_headers, b"".join(chunks)
 
 
-class ASGIAdapter(BaseAdapter):
-    """A ``requests`` transport adapter that answers from an ASGI app in this process."""
+class ASGIAdapter(HTTPAdapter):
+    """A ``requests`` transport adapter that answers from an ASGI app in this process.
+
+    Responses are built exactly as requests builds them from a socket (``HTTPAdapter.build_response``
+    over a ``urllib3.HTTPResponse``), so cookies, ``raw`` and streaming behave the same; azure-core
+    relies on ``response.raw``."""
 
     def __init__(self, app: ASGIApp) -> None:
-        super().__init__()
+        super().__init__(max_retries=0)
         self.app = app
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
@@ -105,47 +111,26 @@ class ASGIAdapter(BaseAdapter):
             raise requests.ReadTimeout(f"Read timed out. (read timeout={wait})", request=request) from None
         except TransportFault as exc:
             raise TransportFault(str(exc), request=request) from None
-        response = requests.Response()
-        response.status_code = status
-        response.headers = CaseInsensitiveDict()
+        message = HTTPMessage()
         for k, v in headers:
-            key = k.decode("latin-1")
-            value = v.decode("latin-1")
-            response.headers[key] = f"{response.headers[key]}, {value}" if key in response.headers else value
-        response._content = content
-        response.encoding = "utf-8"
-        response.url = request.url or ""
-        response.request = request
-        response.reason = ""
-        cookies = [v.decode("latin-1") for k, v in headers if k.lower() == b"set-cookie"]
-        if cookies:
-            _store_cookies(response, request, cookies)
-        return response
-
-    def close(self) -> None:
-        pass
+            message[k.decode("latin-1")] = v.decode("latin-1")
+        raw = HTTPResponse(body=io.BytesIO(content), headers=HTTPHeaderDict(message.items()), status=status,
+                           preload_content=False, decode_content=False, original_response=_Original(message),
+                           request_url=request.url)
+        return self.build_response(request, raw)
 
 
-def _store_cookies(response: requests.Response, request: requests.PreparedRequest, cookies: list[str]) -> None:
-    # requests extracts cookies from the urllib3 response's headers; give it an object that has them.
-    from http.client import HTTPMessage
+class _Original:
+    """The http.client response requests reads cookies from (``.msg``)."""
 
-    msg = HTTPMessage()
-    for c in cookies:
-        msg["Set-Cookie"] = c
+    def __init__(self, msg: HTTPMessage) -> None:
+        self.msg = msg
 
-    class _Orig:
-        def __init__(self) -> None:
-            self.msg = msg
+    def info(self) -> HTTPMessage:
+        return self.msg
 
-        def info(self) -> HTTPMessage:
-            return msg
-
-    class _Raw:
-        _original_response = _Orig()
-
-    response.raw = _Raw()
-    requests.cookies.extract_cookies_to_jar(response.cookies, request, response.raw)
+    def isclosed(self) -> bool:
+        return True
 
 
 def session_for(app: ASGIApp, origin: str) -> requests.Session:

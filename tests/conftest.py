@@ -1,0 +1,15 @@
+"""Shared test settings. The ``fake_sts`` fixture itself comes from the installed plugin."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fakests.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def fake_sts_settings(fake_sts_settings: Settings) -> Settings:  # type: ignore[override]
+    """The plugin's settings with a 1 s device-code polling interval, so device-flow tests poll fast."""
+    return dataclasses.replace(fake_sts_settings, device_code_interval=1)
