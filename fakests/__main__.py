@@ -1,0 +1,3 @@
+from fakests.cli import main
+
+raise SystemExit(main())

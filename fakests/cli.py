@@ -1,0 +1,313 @@
+"""The ``fakests`` command: ``serve`` (foreground uvicorn over TLS), ``ca`` and ``env``.
+
+``serve``'s options are generated from the ``Settings`` fields, so a setting is declared once (uvicorn
+writes each of its ~47 settings three times). Precedence: flag > ``FAKESTS_<FIELD>`` > the config
+file's ``settings:`` block > default. A bad value is a ``ConfigError``: its ``file: key: reason`` goes
+to stderr and the exit status is 2, without a traceback. ``validate`` and ``token`` will join the group.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import Field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+from click.core import ParameterSource
+
+from . import defaults as d
+from .app import create_app
+from .directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
+from .errors import ConfigError
+from .pages import BANNER
+from .runtime import Runtime, ensure_client_certificate
+from .server import _Server
+from .settings import Settings
+from .tls import ensure_tls
+
+F = TypeVar("F", bound=Callable[..., Any])
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+class ConfigFailure(click.ClickException):
+    """A ``ConfigError`` on its way out of the CLI: the message on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+# --- settings: options generated from the dataclass, and precedence ---------------------------------
+def _option(f: Field[Any]) -> Callable[[F], F]:
+    kind, flag = str(f.type), "--" + f.name.replace("_", "-")
+    extra: dict[str, Any] = {}
+    if kind.startswith("bool"):
+        decls = [f"{flag}/--no-{flag[2:]}"]
+    elif kind.startswith("int"):
+        decls, extra["type"] = [flag], click.INT
+    elif kind.startswith("Path"):
+        decls, extra["type"] = [flag], click.Path(dir_okay=f.name == "state_dir", path_type=Path)
+    else:
+        decls, extra["type"] = [flag], str
+    default = f.default_factory() if callable(f.default_factory) else f.default
+    default = ",".join(default) or None if isinstance(default, tuple) else default  # shown by --help only
+    return click.option(*decls, f.name, default=default, show_default=default is not None,
+                        help=f"{f.metadata['help']} [env: FAKESTS_{f.name.upper()}]", **extra)
+
+
+def settings_options(names: Iterable[str] | None = None) -> Callable[[F], F]:
+    """One click option per ``Settings`` field (or per field in ``names``), help from its metadata."""
+    chosen = [f for f in fields(Settings) if names is None or f.name in set(names)]
+
+    def decorate(fn: F) -> F:
+        for f in reversed(chosen):
+            fn = _option(f)(fn)
+        return fn
+
+    return decorate
+
+
+def given_flags(ctx: click.Context, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings the user typed on the command line (click's defaults are only for ``--help``)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            is_tuple = str(Settings.__dataclass_fields__[name].type).startswith("tuple")
+            out[name] = tuple(p.strip() for p in value.split(",") if p.strip()) if is_tuple else value
+    return out
+
+
+def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                     ) -> tuple[Settings, Directory | None]:
+    """Settings from flag > environment > config file > default, and the config's directory if read."""
+    first = replace(Settings.from_env(environ), **flags)
+    if first.config is None:
+        return first, None
+    path = first.config
+    from .config import load_config
+
+    cert = Certificate(ensure_client_certificate(first.state_dir / "client" / "client-cert.pem").read_text())
+    loaded = load_config(path, cert)
+    from_file = Settings.from_mapping(loaded.settings_values or {}, source=str(path))
+    settings = replace(Settings.from_env(environ, base=from_file), **{**flags, "config": path})
+    # The directory holds the client certificate of the state dir it was read with: when the file
+    # moves the state dir, let Runtime.start read it again with the right one.
+    return settings, loaded.directory if settings.state_dir == first.state_dir else None
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (where /_fakests/ needs no admin token)."""
+    try:
+        return host.lower() in _LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(settings: Settings, port: int) -> str:
+    """The origin clients use: ``public_url``, else ``https://localhost:{port}`` on local binds."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = "localhost" if is_loopback(settings.host) or settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if settings.tls else 'http'}://{host}:{port}"
+
+
+# --- the banner -------------------------------------------------------------------------------------
+def _home_tenant(directory: Directory) -> str:
+    return next((t for t in directory.tenants if t != MSA_TENANT_ID), d.TENANT_ID)
+
+
+def _default_apps(runtime: Runtime) -> tuple[list[str], str, str, str]:
+    lines = [
+        f"Default directory: tenant Contoso {d.TENANT_ID} ({d.TENANT_DOMAIN}), second tenant {d.OTHER_TENANT_ID}",
+        f"  daemon  client_id {d.DAEMON_ID}  secret {d.DAEMON_SECRET}  (client credentials; role Data.Read)",
+        f"  web     client_id {d.WEB_ID}  secret {d.WEB_SECRET}  (auth code, OBO; https://localhost/callback)",
+        f"  api     client_id {d.API_ID}  secret {d.API_SECRET}  (resource {d.API_URI}, scope access_as_user)",
+        f"  public  client_id {d.PUBLIC_ID}  (public client: device code, interactive, username/password)",
+        f"  users   alice@contoso.com, bob@contoso.com, carol@outlook.com ... password {d.PASSWORD}",
+        f"  client certificate of daemon and web (key + cert PEM): {runtime.client_cert_path}",
+    ]
+    return lines, d.DAEMON_ID, d.DAEMON_SECRET, f"{d.API_URI}/.default"
+
+
+def _config_apps(runtime: Runtime) -> tuple[list[str], str, str, str]:
+    directory = runtime.sandboxes.template
+    lines = [f"Directory from {runtime.settings.config}: tenants "
+             + ", ".join(f"{t.display_name} {t.tenant_id}" for t in directory.tenants.values() if not t.is_msa)]
+    client, secret, resource = "<client_id>", "<secret>", "https://graph.microsoft.com"
+    for app in directory.apps.values():
+        if app.client_id == GRAPH_APP_ID:
+            continue
+        values = [s.value for s in app.secrets if s.expires_at is None or s.expires_at > time.time()]
+        kind = "public client" if app.public_client else ", ".join(f"secret {v}" for v in values) or "no secret"
+        lines.append(f"  {app.display_name}  client_id {app.client_id}  {kind}"
+                     + (f"  (resource {app.identifier_uris[0]})" if app.identifier_uris else "")
+                     + ("" if app.enabled else "  (disabled)"))
+        if values and app.enabled and not app.public_client and client.startswith("<"):
+            client, secret = app.client_id, values[0]
+        elif app.identifier_uris and resource.startswith("https://graph"):
+            resource = app.identifier_uris[0]
+    lines.append(f"  client certificate ('default' under certificates; key + cert PEM): {runtime.client_cert_path}")
+    users = list(directory.users.values())
+    lines += [f"  user  {u.username}  password {u.password}" for u in users[:12]]
+    lines += [f"  ... and {len(users) - 12} more users"] if len(users) > 12 else []
+    return lines, client, secret, f"{resource}/.default"
+
+
+def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
+    """What a user needs to point a client at this server, printed once it listens."""
+    s, tls = runtime.settings, runtime.tls
+    base = origin(s, port)
+    authority = f"{base}/{_home_tenant(runtime.sandboxes.template)}"
+    ca = str(tls.ca) if tls else ""
+    apps, client, secret, scope = (_config_apps if s.config else _default_apps)(runtime)
+    out = [f"*** {BANNER} ***", "", f"  Listening  {s.host}:{port}", f"  Authority  {authority}",
+           f"             {base}/common  (also organizations, consumers)",
+           f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities.", ""]
+    out += [*apps, ""]
+    out += ["MSAL Python:", "    import msal, requests",
+            "    http = requests.Session()",
+            f"    http.verify, http.trust_env = {ca!r}, False  # else *_CA_BUNDLE env vars override verify",
+            "    app = msal.ConfidentialClientApplication(",
+            f"        {client!r}, client_credential={secret!r},",
+            f"        authority={authority!r}, instance_discovery=False, http_client=http)",
+            f"    result = app.acquire_token_for_client(scopes=[{scope!r}])",
+            "    print(result.get('access_token') or result)", ""]
+    if tls:
+        q = shlex.quote(ca)
+        out += ["Trust the CA elsewhere (or: eval \"$(fakests env)\"; fakests env explains .NET and Java):",
+                f"  export REQUESTS_CA_BUNDLE={q} SSL_CERT_FILE={q} NODE_EXTRA_CA_CERTS={q}", ""]
+    if admin_token:
+        out += [f"Admin token for /_fakests/ (shown once): Authorization: Bearer {admin_token}", ""]
+    out.append(f"Ready on {base} (Ctrl+C to stop).")
+    return "\n".join(out)
+
+
+# --- serving ----------------------------------------------------------------------------------------
+class _ForegroundServer(_Server):
+    """``_Server`` on the main thread: calls ``on_started(port)`` once bound; signals stop it at once."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_started(self.servers[0].sockets[0].getsockname()[1])
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.wake()
+
+
+def configure_logging() -> None:
+    """``fakests.requests`` (one line per request) at INFO on stderr."""
+    logger = logging.getLogger("fakests")
+    if not any(getattr(h, "_fakests", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
+        handler._fakests = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def serve_forever(runtime: Runtime, on_started: Callable[[int], None]) -> None:
+    """Run uvicorn in the foreground until SIGINT/SIGTERM."""
+    configure_logging()
+    tls, s = runtime.tls, runtime.settings
+    config = uvicorn.Config(create_app(runtime=runtime), host=s.host, port=s.port, log_level="warning",
+                            access_log=False, lifespan="off", server_header=False,
+                            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
+    _ForegroundServer(config, on_started).run()
+
+
+# --- commands ---------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """fakests: a fake Microsoft Entra ID token service for tests. Never trust its tokens in production."""
+
+
+@cli.command()
+@settings_options()
+@click.pass_context
+def serve(ctx: click.Context, **values: Any) -> None:
+    """Serve the default directory (or --config's) over HTTPS in the foreground."""
+    try:
+        settings, directory = resolve_settings(given_flags(ctx, values))
+        token = None
+        if settings.admin_token is None and not is_loopback(settings.host):
+            token = secrets.token_urlsafe(32)
+            settings = replace(settings, admin_token=token)
+        runtime = Runtime.start(settings, directory=directory)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+    serve_forever(runtime, lambda port: click.echo(banner(runtime, port, token)))
+
+
+def _state(ctx: click.Context, values: Mapping[str, Any]) -> Settings:
+    try:
+        return resolve_settings(given_flags(ctx, values))[0]
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def _ca_path(settings: Settings) -> Path:
+    ca = settings.state_dir / "tls" / "ca.pem"
+    # Make the CA on first use, but never remake the server certificate of a server that may be running.
+    return ca if ca.is_file() else ensure_tls(settings.state_dir / "tls", settings.tls_names).ca
+
+
+@cli.command()
+@settings_options(["state_dir", "config"])
+@click.option("--pem", is_flag=True, help="Print the certificate (PEM) instead of its path.")
+@click.pass_context
+def ca(ctx: click.Context, pem: bool, **values: Any) -> None:
+    """Print the path of the CA certificate clients must trust (made on first use)."""
+    path = _ca_path(_state(ctx, values))
+    click.echo(path.read_text().rstrip("\n") if pem else str(path))
+
+
+@cli.command()
+@settings_options(["state_dir", "config"])
+@click.pass_context
+def env(ctx: click.Context, **values: Any) -> None:
+    """Print shell lines that make clients trust the CA: eval "$(fakests env)"."""
+    path = _ca_path(_state(ctx, values))
+    q, store = shlex.quote(str(path)), shlex.quote(str(path.parent / "truststore.p12"))
+    click.echo("\n".join([
+        f"# fakests CA: {path}",
+        "# These replace the default CA bundle in the processes that inherit them.",
+        f"export REQUESTS_CA_BUNDLE={q}  # requests, MSAL Python, azure-identity",
+        f"export SSL_CERT_FILE={q}  # Python ssl/httpx, OpenSSL; .NET on Linux",
+        f"export NODE_EXTRA_CA_CERTS={q}  # Node.js, msal-node (added to the built-in CAs)",
+        "# .NET: on Linux SSL_CERT_FILE above works, or trust it system-wide:",
+        f"#   sudo cp {q} /usr/local/share/ca-certificates/fakests.crt && sudo update-ca-certificates",
+        f"#   Windows: certutil -user -addstore Root {q}",
+        "# Java: import it into a truststore and point the JVM at it:",
+        f"#   keytool -importcert -noprompt -alias fakests -file {q} -keystore {store} "
+        "-storetype PKCS12 -storepass changeit",
+        f"#   export JAVA_TOOL_OPTIONS=\"-Djavax.net.ssl.trustStore={store} "
+        "-Djavax.net.ssl.trustStorePassword=changeit\"",
+    ]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``fakests`` command line; returns the exit status."""
+    try:
+        rv = cli.main(args=argv, prog_name="fakests", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl+C before the server took over the signals
+        click.echo("", err=True)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
