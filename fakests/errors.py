@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -79,13 +78,14 @@ class _Keep(dict[str, object]):
         return "{" + key + "}"
 
 
-@dataclass(frozen=True)
 class ConfigError(Exception):
     """A mistake in a config or scenario file: which file, which key, and what is wrong."""
 
-    source: str
-    key: str
-    reason: str
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(source, key, reason)
+        self.source = source
+        self.key = key
+        self.reason = reason
 
     def __str__(self) -> str:
         where = f"{self.source}: {self.key}" if self.key else self.source
