@@ -18,6 +18,8 @@ from .runtime import Runtime
 from .settings import Settings
 
 GET, POST, BOTH = ["GET"], ["POST"], ["GET", "POST"]
+# POST-only STS endpoints take every method, so a wrong one gets Entra's AADSTS900561, not a bare 405.
+ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def routes() -> list[BaseRoute]:
@@ -37,10 +39,10 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/discovery/keys", sts("jwks", endpoints.jwks_v1), methods=GET),
         Route("/{tenant}/oauth2/v2.0/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
         Route("/{tenant}/oauth2/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
-        Route("/{tenant}/oauth2/v2.0/token", sts("token", endpoints.token), methods=BOTH),
-        Route("/{tenant}/oauth2/token", sts("token", endpoints.token), methods=BOTH),
-        Route("/{tenant}/oauth2/v2.0/devicecode", sts("devicecode", endpoints.devicecode), methods=BOTH),
-        Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=BOTH),
+        Route("/{tenant}/oauth2/v2.0/token", sts("token", endpoints.token), methods=ANY),
+        Route("/{tenant}/oauth2/token", sts("token", endpoints.token), methods=ANY),
+        Route("/{tenant}/oauth2/v2.0/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
+        Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
         Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
     ]

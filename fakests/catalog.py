@@ -202,7 +202,7 @@ _ENTRIES: tuple[Aadsts, ...] = (
     # --- users ------------------------------------------------------------------------------------
     _e(50034, "UserAccountNotFound", "invalid_grant", 400,
        "The user account {username} does not exist in the {tenant} directory. To sign into this "
-       "application, the account must be added to the directory.", evidence="recorded"),
+       "application, the account must be added to the directory.", suberror="bad_token", evidence="recorded"),
     _e(50126, "InvalidUserNameOrPassword", "invalid_grant", 400,
        "Error validating credentials due to invalid username or password."),
     _e(50053, "IdsLocked", "invalid_grant", 400,

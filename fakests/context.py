@@ -136,14 +136,17 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             if response is None:
                 response = await handler(ctx)
         except BodyTooLarge:
-            response = render_json(StsError(9002313, status=413, detail="The request body is too large."),
-                                   ids, time.time(), origin)
+            if ctx is None:  # rejected while reading the body: journal it all the same
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin)
+            exc = StsError(9002313, status=413, detail="The request body is too large.")
+            ctx.notes.update(aadsts=exc.code, error=exc.error)
+            response = render_json(exc, ids, ctx.now, origin)
         except StsError as exc:
-            if ctx is not None:
-                ctx.notes.setdefault("aadsts", exc.code)
-                ctx.notes.setdefault("error", exc.error)
-            now = ctx.now if ctx else time.time()
-            response = render_page(exc, ids, now) if errors == "page" else render_json(exc, ids, now, origin)
+            if ctx is None:  # rejected while reading the body: journal it all the same
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin)
+            ctx.notes.setdefault("aadsts", exc.code)
+            ctx.notes.setdefault("error", exc.error)
+            response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
         except Exception:
             text = traceback.format_exc()
             log.error("internal error in %s: %s", name, text)
@@ -159,6 +162,15 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
 
     endpoint.__name__ = name
     return endpoint
+
+
+def _unparsed(request: Request, name: str, sandboxes: Sandboxes, segment: str, ids: RequestIds,
+              origin: str) -> StsRequest:
+    """The context of a request rejected before its body was read (malformed or too large), so that
+    it is journaled like any other: its sandbox is found from the path and the query alone."""
+    query = dict(reversed(list(request.query_params.multi_items())))
+    sandbox, tenant = sandboxes.resolve(segment, query.get("client_id"))
+    return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now())
 
 
 def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
@@ -184,6 +196,7 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         fault=ctx.notes.get("fault"),
         duration_ms=round(duration_ms, 3),
         user_agent=ctx.request.headers.get("user-agent"),
+        early_retry=bool(ctx.notes.get("early_retry")),
     )
     ctx.sandbox.journal.record(entry)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):

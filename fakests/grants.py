@@ -63,6 +63,10 @@ def _user_tokens(ctx: StsRequest, client: ClientAuth, user: User, scope: str | N
 def client_credentials(ctx: StsRequest) -> dict[str, Any]:
     client = authenticate(ctx, confidential_only=True)
     scope = ctx.require("scope")
+    # Entra checks the /.default form before it looks at the resource's permissions: an app-role
+    # name (https://graph.microsoft.com/User.Read.All) is AADSTS1002012, not 70011.
+    if not all(s == ".default" or s.endswith("/.default") for s in scope.split()):
+        raise StsError(1002012, scope=scope)
     scopes = parse_scopes(ctx.sandbox.directory, scope)
     if scopes.oidc or not scopes.is_default:
         raise StsError(1002012, scope=scope)
@@ -169,8 +173,8 @@ def on_behalf_of(ctx: StsRequest) -> dict[str, Any]:
     client = authenticate(ctx, confidential_only=True)
     try:
         kid = str(jwt.get_unverified_header(assertion).get("kid") or "")
-    except jwt.PyJWTError:
-        raise StsError(50027, reason="The assertion is not a JWT.") from None
+    except jwt.PyJWTError:  # malformed: AADSTS50013 (entra-wire.md §2.8, §6)
+        raise StsError(50013, reason="The assertion is not a well-formed JWT.") from None
     key = ctx.sandbox.keys.find(kid)
     if key is None:
         raise StsError(50013, reason="The key was not found.")

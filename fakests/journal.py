@@ -52,6 +52,7 @@ class JournalEntry:
     fault: str | None = None
     duration_ms: float = 0.0
     user_agent: str | None = None
+    early_retry: bool = False  # came back before the Retry-After this client was given had passed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,14 +117,16 @@ class Journal:
         at = [e.at for e in self.entries(endpoint, **filters)]
         return [b - a for a, b in itertools.pairwise(at)]
 
-    def early_retries(self, endpoint: str = "token", **filters: Any) -> list[JournalEntry]:
-        """Requests that came back before the ``Retry-After`` of the previous answer had passed."""
-        out = []
+    def early_retries(self, endpoint: str | None = None, **filters: Any) -> list[JournalEntry]:
+        """Requests that came back before the ``Retry-After`` this client had been given ran out."""
+        return [e for e in self.entries(endpoint, **filters) if e.early_retry]
+
+    def waited(self, endpoint: str = "token", **filters: Any) -> list[tuple[float, float]]:
+        """For each answer that carried ``Retry-After`` (seconds) and was followed by another matching
+        request: (seconds asked, seconds the client actually waited)."""
         entries = self.entries(endpoint, **filters)
-        for prev, cur in itertools.pairwise(entries):
-            if prev.retry_after and prev.retry_after.isdigit() and cur.at - prev.at < int(prev.retry_after):
-                out.append(cur)
-        return out
+        return [(float(a.retry_after), b.at - a.at) for a, b in itertools.pairwise(entries)
+                if a.retry_after and a.retry_after.isdigit()]
 
 
 def next_seq() -> int:
