@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 
-from . import defaults, driver
+from . import defaults, driver, scenarios
 from .directory import App, Certificate, User
 from .journal import Journal
 from .sandbox import Sandbox, Sandboxes
+from .scripting import ArmedRule, arm, armed, build_rule
 from .server import trusting_session
 from .transport import ASGIAdapter
 
@@ -174,6 +178,54 @@ class StsSandbox:
         return driver.approve_device_code(self.http_client(inprocess=inprocess), flow["verification_uri"],
                                           flow["user_code"], username=username,
                                           password=password or self.password, approve=approve)
+
+    # --- scripted failures ---------------------------------------------------------------------------
+    def fail(self, endpoint: str | list[str] = "token", **kwargs: Any) -> ArmedRule:
+        """Arm one failure rule, in one line. Keywords are the rule fields of scenario files, sorted by
+        name into match / response / schedule, e.g.::
+
+            fake_sts.fail("token", aadsts=70012, times=2, account_type="msa")
+            fake_sts.fail("token", status=503, aadsts=90033, retry_after=1, times=3)
+            fake_sts.fail("token", fault="reset", times=1)
+            fake_sts.fail("discovery", status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+        """
+        return arm(self.sandbox.engine, build_rule(endpoint, kwargs), "fake_sts.fail")
+
+    def delay(self, endpoint: str | list[str] = "token", seconds: float = 1.0, **kwargs: Any) -> ArmedRule:
+        """A slow STS: matching requests wait ``seconds`` (or ``(min, max)`` with jitter), then succeed."""
+        value: Any = {"min": seconds[0], "max": seconds[1]} if isinstance(seconds, tuple) else seconds
+        return arm(self.sandbox.engine, build_rule(endpoint, {**kwargs, "delay": value}), "fake_sts.delay")
+
+    def throttle(self, endpoint: str | list[str] = "token", *, limit: int, per: float, **kwargs: Any) -> ArmedRule:
+        """Allow ``limit`` requests per ``per`` seconds per client, then 429 with ``Retry-After``."""
+        rule = build_rule(endpoint, {**kwargs, "limit": limit, "per": per}, throttle=True)
+        return arm(self.sandbox.engine, rule, "fake_sts.throttle")
+
+    @contextmanager
+    def outage(self, endpoint: str | list[str] = "any", *, seconds: float | None = None,
+               **kwargs: Any) -> Iterator[ArmedRule]:
+        """Everything matching fails while the block runs (only for ``seconds`` on the sandbox clock,
+        if given). Default answer: 503 ``temporarily_unavailable`` (AADSTS90033)."""
+        if not {"aadsts", "status", "fault"} & set(kwargs):
+            kwargs["aadsts"] = 90033
+        if seconds is not None:
+            kwargs["window"] = {"start": 0, "duration": seconds}
+        with armed(self.sandbox.engine, build_rule(endpoint, kwargs), "fake_sts.outage") as rule:
+            yield rule
+
+    def use_scenario(self, name_or_path: str | Path) -> list[ArmedRule]:
+        """Load a scenario file: a path, or a name from ``scenario_dir`` or fakests' own library."""
+        path = scenarios.find(str(name_or_path), [self.sandbox.settings.scenario_dir])
+        engine = self.sandbox.engine
+        return [ArmedRule(engine, state) for state in engine.load(scenarios.load_file(path))]
+
+    def clear_scenarios(self) -> None:
+        self.sandbox.engine.clear()
+
+    @property
+    def scenarios(self) -> list[dict[str, Any]]:
+        """Loaded rules with their counters (``matched``, ``fired``)."""
+        return self.sandbox.engine.summary()
 
     # --- state ---------------------------------------------------------------------------------------
     @property

@@ -52,7 +52,7 @@ def _option(f: Field[Any]) -> Callable[[F], F]:
     elif kind.startswith("int"):
         decls, extra["type"] = [flag], click.INT
     elif kind.startswith("Path"):
-        decls, extra["type"] = [flag], click.Path(dir_okay=f.name == "state_dir", path_type=Path)
+        decls, extra["type"] = [flag], click.Path(dir_okay=f.name.endswith("_dir"), path_type=Path)
     else:
         decls, extra["type"] = [flag], str
     default = f.default_factory() if callable(f.default_factory) else f.default

@@ -48,7 +48,14 @@ class Runtime:
             from .defaults import default_directory
 
             directory = default_directory(cert)
-        return cls(settings, keys, Sandboxes(settings, keys, directory), client_pem, tls)
+        sandboxes = Sandboxes(settings, keys, directory)
+        if settings.scenarios:
+            from . import scenarios  # strict: a bad file stops start-up with file, key and reason
+
+            loaded = [scenarios.load_file(scenarios.find(n, [settings.scenario_dir])) for n in settings.scenarios]
+            for scenario in loaded:
+                sandboxes.default.engine.load(scenario)
+        return cls(settings, keys, sandboxes, client_pem, tls)
 
 
 @contextlib.contextmanager

@@ -17,12 +17,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .directory import MSA_TENANT_ID, SPECIAL_TENANTS, Directory, Tenant
 from .journal import Journal
 from .keys import KeySet
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 DEFAULT_SANDBOX = "default"
 
@@ -96,6 +99,16 @@ class Sandbox:
     interceptor: Callable[[Any], Any] | None = None
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """This sandbox's scenario engine (made on first use; it installs itself as ``interceptor``)."""
+        if self._engine is None:
+            from .engine import Engine  # the engine renders responses; sandboxes stay free of HTTP
+
+            self._engine = Engine(self)
+        return self._engine
 
     def now(self) -> float:
         """The sandbox clock: wall time plus an offset tests can advance to expire things."""

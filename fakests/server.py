@@ -20,6 +20,7 @@ import uvicorn
 from requests.adapters import HTTPAdapter
 
 from .app import create_app
+from .faults import protocol_class
 from .runtime import Runtime
 from .settings import Settings
 
@@ -64,6 +65,10 @@ class _Server(uvicorn.Server):
             transport = getattr(connection, "transport", None)
             if transport is not None:
                 transport.abort()
+        # Handlers waiting on the client (a scripted hang) end when they see the disconnect.
+        deadline = time.monotonic() + 0.2
+        while self.server_state.tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
         for task in self.server_state.tasks:
             task.cancel()
 
@@ -89,7 +94,7 @@ class FakeSTS:
         tls = self.runtime.tls
         config = uvicorn.Config(
             self.app, host=self.settings.host, port=self.settings.port, log_level="warning",
-            access_log=False, lifespan="off",
+            access_log=False, lifespan="off", http=protocol_class(),
             ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
             **self._uvicorn_kw,
         )

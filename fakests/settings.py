@@ -49,6 +49,10 @@ class Settings:
     max_sandboxes: int = field(default=10_000, metadata={"help": "Sandboxes alive at once."})
     sandbox_idle_ttl: int = field(default=3600, metadata={"help": "Seconds before an idle sandbox is dropped."})
     max_body: int = field(default=1 << 20, metadata={"help": "Largest request body accepted, in bytes."})
+    scenario_dir: Path = field(default=Path("scenarios"),
+                               metadata={"help": "Where scenario files are looked up by name."})
+    scenarios: tuple[str, ...] = field(
+        default=(), metadata={"help": "Scenarios (names or paths, comma-separated) armed in the default sandbox."})
     admin_token: str | None = field(
         default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback)."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})

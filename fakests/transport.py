@@ -22,6 +22,8 @@ from requests.adapters import HTTPAdapter
 from starlette.types import ASGIApp, Message
 from urllib3 import HTTPHeaderDict, HTTPResponse
 
+from .faults import INPROCESS_KEY, InProcessFault
+
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 
@@ -53,7 +55,7 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
         "scheme": parts.scheme, "path": parts.path or "/", "raw_path": (parts.path or "/").encode(),
         "query_string": parts.query.encode(), "root_path": "", "headers": raw_headers,
-        "server": (parts.hostname or "localhost", port), "client": client,
+        "server": (parts.hostname or "localhost", port), "client": client, INPROCESS_KEY: True,
     }
     sent = False
     status = 500
@@ -79,7 +81,15 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
             if not message.get("more_body", False):
                 done = True
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except InProcessFault as fault:
+        if fault.kind == "hang":
+            await asyncio.sleep(fault.hang_seconds)  # the adapter's read timeout usually ends this first
+        if fault.kind == "close_mid_body":
+            raise requests.exceptions.ChunkedEncodingError(
+                "('Connection broken: IncompleteRead(%d bytes read)', IncompleteRead)" % len(b"".join(chunks))) from None
+        raise TransportFault("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))") from None
     if not done:
         raise TransportFault("Connection aborted: the server closed the connection before the response ended")
     return status, out_headers, b"".join(chunks)
@@ -111,6 +121,8 @@ class ASGIAdapter(HTTPAdapter):
             raise requests.ReadTimeout(f"Read timed out. (read timeout={wait})", request=request) from None
         except TransportFault as exc:
             raise TransportFault(str(exc), request=request) from None
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise requests.exceptions.ChunkedEncodingError(str(exc), request=request) from None
         message = HTTPMessage()
         for k, v in headers:
             message[k.decode("latin-1")] = v.decode("latin-1")

@@ -1,0 +1,309 @@
+"""The scenario engine: decides, for each request, whether a loaded rule answers instead of fakests.
+
+Rules are tried in load order; the first whose *match* selects the request and whose *schedule*
+says "fire" answers. Counting and the fire decision happen under one lock, so ``times: 5`` fires
+exactly five times however many requests arrive at once. Delays and faults happen after the lock.
+Every answer that carries ``Retry-After`` is remembered per client, so a request that comes back
+before that time is marked ``early_retry`` in the journal (did the client honour Retry-After?).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from .directory import MSA_TENANT_ID, User
+from .errors import NO_STORE, StsError, render_json, render_page, render_redirect
+from .faults import FaultResponse
+from .scenarios import Reply, Rule, Scenario
+
+if TYPE_CHECKING:
+    from .context import StsRequest
+    from .sandbox import Sandbox
+
+_SHAPES = {"server_error": 500, "temporarily_unavailable": 503}
+
+
+@dataclass
+class RuleState:
+    """A loaded rule and its counters (``matched``: requests it selected; ``fired``: answers given)."""
+
+    rule: Rule
+    scenario: str
+    loaded_at: float
+    rng: random.Random
+    matched: int = 0
+    fired: int = 0
+    hits: dict[str, deque[float]] = field(default_factory=dict)  # throttle: request times per key
+
+    @property
+    def name(self) -> str:
+        return f"{self.scenario}/{self.rule.id}"
+
+    def summary(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "rule": self.rule.id, "matched": self.matched, "fired": self.fired,
+                "description": self.rule.description}
+
+
+class Facts:
+    """What rules match on, worked out once per request and only when a rule asks."""
+
+    def __init__(self, ctx: StsRequest) -> None:
+        self.ctx = ctx
+        self._user: User | bool | None = False
+
+    @property
+    def user(self) -> User | None:
+        if self._user is False:
+            self._user = identify_user(self.ctx)
+        return self._user  # type: ignore[return-value]
+
+    @property
+    def account_type(self) -> str | None:
+        seg = self.ctx.segment.lower()
+        if seg == "consumers" or seg == MSA_TENANT_ID:
+            return "msa"
+        user = self.user
+        return None if user is None else ("msa" if user.is_msa else "work")
+
+
+def identify_user(ctx: StsRequest) -> User | None:
+    """The user a request is about: ROPC username, login_hint, or the user behind a code, refresh
+    token or device code, or the SSO session."""
+    sb, directory = ctx.sandbox, ctx.sandbox.directory
+    for name in ("username", "login_hint", "login"):
+        value = ctx.get(name)
+        if value and directory.user(value):
+            return directory.user(value)
+    oid = None
+    if (code := ctx.get("code")) and code in sb.codes:
+        oid = sb.codes[code].user_oid
+    elif (rt := ctx.get("refresh_token")) and rt in sb.refresh_tokens:
+        oid = sb.refresh_tokens[rt].user_oid
+    elif (dc := ctx.get("device_code")) and dc in sb.device_codes:
+        oid = sb.device_codes[dc].user_oid
+    else:
+        sid = ctx.request.cookies.get(f"fakests-session-{sb.sandbox_id}")
+        oid = sb.sessions.get(sid or "")
+    return directory.user_by_oid(oid) if oid else None
+
+
+def matches(rule: Rule, ctx: StsRequest, facts: Facts) -> bool:
+    m = rule.match
+    if m.endpoint and "any" not in m.endpoint and ctx.endpoint not in m.endpoint:
+        return False
+    if m.grant_type:
+        grant = ctx.get("grant_type") or ""
+        if not any(grant == g or grant.endswith(":" + g) for g in m.grant_type):
+            return False
+    if m.client_id and (ctx.notes.get("client_id") or ctx.client_id) not in m.client_id:
+        return False
+    if m.tenant and ctx.segment.lower() not in {t.lower() for t in m.tenant}:
+        return False
+    if m.scope and not set(m.scope) & set((ctx.get("scope") or "").split()):
+        return False
+    if any(ctx.request.headers.get(k) != v for k, v in m.headers.items()):
+        return False
+    if any(ctx.get(k) != v for k, v in m.params.items()):
+        return False
+    if m.user and (facts.user is None or facts.user.username.lower() not in {u.lower() for u in m.user}):
+        return False
+    return not (m.account_type and facts.account_type != m.account_type)
+
+
+def _fires(state: RuleState, now: float) -> bool:
+    """Counts the request and says whether the rule answers it. Call under the engine lock."""
+    s = state.rule.schedule
+    if s.window is not None:
+        start, duration = s.window
+        if not (start <= now - state.loaded_at < start + duration):
+            return False
+    state.matched += 1
+    n = state.matched
+    if n <= s.after:
+        return False
+    if s.sequence and (n - s.after > len(s.sequence) or s.sequence[n - s.after - 1] == "pass"):
+        return False
+    if s.every is not None and (n - s.after) % s.every != 0:
+        return False
+    if s.probability is not None and state.rng.random() >= s.probability:
+        return False
+    return not (s.times is not None and state.fired >= s.times)
+
+
+class Engine:
+    """The rules loaded in one sandbox, and the decision for each request."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.states: list[RuleState] = []
+        self.not_before: dict[str, float] = {}  # client key -> time its last Retry-After ends
+        self._lock = threading.Lock()
+
+    # --- loading ------------------------------------------------------------------------------------
+    def load(self, scenario: Scenario) -> list[RuleState]:
+        """Add a scenario's rules after those already loaded (a scenario of the same name is replaced)."""
+        now = self.sandbox.now()
+        new = [RuleState(r, scenario.name, now, random.Random(r.schedule.seed)) for r in scenario.rules]
+        with self._lock:
+            self.states = [s for s in self.states if s.scenario != scenario.name] + new
+        self.sandbox.interceptor = self.intercept
+        return new
+
+    def remove(self, states: list[RuleState]) -> None:
+        with self._lock:
+            self.states = [s for s in self.states if s not in states]
+
+    def clear(self, scenario: str | None = None) -> None:
+        with self._lock:
+            self.states = [s for s in self.states if scenario is not None and s.scenario != scenario]
+            if not self.states:
+                self.not_before.clear()
+
+    def summary(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [s.summary() for s in self.states]
+
+    # --- deciding -----------------------------------------------------------------------------------
+    async def intercept(self, ctx: StsRequest) -> Response | None:
+        facts = Facts(ctx)
+        now = ctx.now
+        client_key = ctx.notes.get("client_id") or ctx.client_id or "-"
+        chosen: RuleState | None = None
+        throttled: tuple[RuleState, int] | None = None
+        with self._lock:
+            if now < self.not_before.get(client_key, 0.0):
+                ctx.notes["early_retry"] = True
+            for state in self.states:
+                if not matches(state.rule, ctx, facts):
+                    continue
+                if state.rule.throttle is not None:
+                    wait = _throttle(state, ctx, now)
+                    if wait is not None:
+                        state.matched += 1
+                        state.fired += 1
+                        throttled = (state, wait)
+                        break
+                    continue
+                if _fires(state, now):
+                    state.fired += 1
+                    chosen = state
+                    break
+        if throttled is not None:
+            state, wait = throttled
+            ctx.notes.update(rule=state.name, aadsts=90055 if state.rule.throttle.body == "json" else None)  # type: ignore[union-attr]
+            self._remember(client_key, now, str(wait))
+            return _throttle_response(state, ctx, wait)
+        if chosen is None:
+            return None
+        ctx.notes["rule"] = chosen.name
+        reply = chosen.rule.response
+        assert reply is not None
+        delay = reply.delay
+        if delay is not None:
+            seconds = chosen.rng.uniform(*delay) if isinstance(delay, tuple) else delay
+            await asyncio.sleep(seconds)
+            if reply.aadsts is None and reply.status is None and reply.fault is None:
+                return None  # a slow STS: answer normally, late
+        response = render_reply(reply, ctx)
+        if reply.retry_after is not None:
+            self._remember(client_key, now, str(reply.retry_after))
+        return response
+
+    def _remember(self, key: str, now: float, retry_after: str) -> None:
+        seconds = _retry_after_seconds(retry_after, now)
+        if seconds:
+            with self._lock:
+                self.not_before[key] = max(self.not_before.get(key, 0.0), now + seconds)
+
+
+def _retry_after_seconds(value: str, now: float) -> float:
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _throttle(state: RuleState, ctx: StsRequest, now: float) -> int | None:
+    """Seconds to wait if this request is over the limit (it is then not counted), else None."""
+    t = state.rule.throttle
+    assert t is not None
+    key = (ctx.notes.get("client_id") or ctx.client_id or "-") if t.key == "client" else ctx.segment.lower()
+    hits = state.hits.setdefault(key, deque())
+    while hits and hits[0] <= now - t.per:
+        hits.popleft()
+    if len(hits) < t.limit:
+        hits.append(now)
+        return None
+    window_end = (hits[0] + t.per - now) if hits else t.per
+    return t.retry_after if t.retry_after is not None else max(1, int(window_end + 0.999))
+
+
+def _throttle_response(state: RuleState, ctx: StsRequest, wait: int) -> Response:
+    t = state.rule.throttle
+    assert t is not None
+    headers = {"Retry-After": str(wait)}
+    if t.body == "json":
+        exc = StsError(90055, status=429, headers=headers)
+        ctx.notes["error"] = exc.error
+        return render_json(exc, ctx.ids, ctx.now, ctx.origin)
+    return PlainTextResponse("Too Many Requests", status_code=429, headers=headers)
+
+
+def render_reply(reply: Reply, ctx: StsRequest) -> Response:
+    """A rule's response, rendered as Entra would render it for this endpoint."""
+    headers = dict(reply.headers)
+    if reply.retry_after is not None:
+        headers["Retry-After"] = str(reply.retry_after)
+    if reply.fault is not None:
+        ctx.notes["fault"] = reply.fault
+        return FaultResponse(reply.fault, reply.hang_seconds, headers)
+    if reply.aadsts is not None:
+        status = reply.status or (_SHAPES.get(reply.shape or "") if reply.shape else None)
+        error = reply.error or (reply.shape if reply.shape else None)
+        exc = StsError(reply.aadsts, status=status, error=error, suberror=reply.suberror, claims=reply.claims,
+                       headers=headers, **_message_params(ctx))
+        ctx.notes.update(aadsts=exc.code, error=exc.error)
+        return _render_for_endpoint(exc, ctx)
+    body = reply.body
+    if isinstance(body, dict | list):
+        return JSONResponse(body, status_code=reply.status or 200, headers={**NO_STORE, **headers},
+                            media_type=reply.content_type or "application/json")
+    return Response("" if body is None else str(body), status_code=reply.status or 200, headers=headers,
+                    media_type=reply.content_type or "text/plain")
+
+
+def _render_for_endpoint(exc: StsError, ctx: StsRequest) -> Response:
+    if ctx.endpoint == "device_login":
+        return render_page(exc, ctx.ids, ctx.now)
+    if ctx.endpoint == "authorize":
+        from .signin import redirect_allowed
+
+        app = ctx.sandbox.directory.apps.get(ctx.client_id or "")
+        redirect_uri = ctx.get("redirect_uri")
+        if app is None or redirect_uri is None or not redirect_allowed(app, redirect_uri):
+            return render_page(exc, ctx.ids, ctx.now)
+        return render_redirect(exc, ctx.ids, ctx.now, ctx.origin, redirect_uri=redirect_uri, state=ctx.get("state"),
+                               response_mode=ctx.get("response_mode") or "query")
+    return render_json(exc, ctx.ids, ctx.now, ctx.origin)
+
+
+def _message_params(ctx: StsRequest) -> dict[str, object]:
+    """Values for the catalog's message templates, from the request."""
+    app = ctx.sandbox.directory.apps.get(ctx.client_id or "")
+    scope = ctx.get("scope") or ""
+    resource = next((s.rpartition("/")[0] for s in scope.split() if "/" in s), "https://graph.microsoft.com")
+    user = identify_user(ctx)
+    return {"client_id": ctx.client_id or "", "app_name": app.display_name if app else "", "tenant": ctx.segment,
+            "tenant_name": ctx.segment, "username": user.username if user else (ctx.get("username") or ""),
+            "scope": scope, "resource": resource, "grant_type": ctx.get("grant_type") or "",
+            "redirect_uri": ctx.get("redirect_uri") or "", "parameter": "", "detail": "", "idp": "live.com"}
