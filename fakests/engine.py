@@ -206,12 +206,16 @@ class Engine:
         ctx.notes["rule"] = chosen.name
         reply = chosen.rule.response
         assert reply is not None
+        if reply.rotate_keys:
+            sb = self.sandbox
+            with sb.lock:
+                sb.keys = sb.keys.rotated_copy(now)
         delay = reply.delay
         if delay is not None:
             seconds = chosen.rng.uniform(*delay) if isinstance(delay, tuple) else delay
             await asyncio.sleep(seconds)
-            if reply.aadsts is None and reply.status is None and reply.fault is None:
-                return None  # a slow STS: answer normally, late
+        if reply.aadsts is None and reply.status is None and reply.fault is None:
+            return None  # a slow STS or a key rotation: answer normally
         response = render_reply(reply, ctx)
         if reply.retry_after is not None:
             self._remember(client_key, now, str(reply.retry_after))

@@ -128,6 +128,13 @@ class KeySet:
                                                                                       new.certificate))
         return new
 
+    def rotated_copy(self, now: float) -> KeySet:
+        """A new key set for one sandbox: these keys (the active one retired at ``now``) plus a new
+        active key, not saved to disk, so rotating one sandbox leaves the others untouched."""
+        retired = [k if k.retired_at is not None else SigningKey(k.private_key, k.certificate, retired_at=now)
+                   for k in self.keys]
+        return KeySet([*retired, SigningKey(*new_key_and_cert("fakests signing key"))], grace=self.grace)
+
     def published(self, now: float) -> list[SigningKey]:
         return [k for k in self.keys if k.retired_at is None or now - k.retired_at < self.grace]
 

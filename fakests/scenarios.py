@@ -77,6 +77,8 @@ RESPONSE = {
         "fault": {"enum": FAULTS, "description": "A transport fault: reset the connection, hang until the client "
                   "gives up, close in the middle of the body, or send truncated JSON."},
         "hang_seconds": {**_SECONDS, "description": "How long a hang lasts at most (default 300)."},
+        "rotate_keys": {"type": "boolean", "description": "Rotate this sandbox's signing keys (the old key stays in "
+                        "the JWKS for its grace period), then answer normally: a key rotation mid-run."},
     },
 }
 
@@ -165,6 +167,7 @@ class Reply:
     delay: float | tuple[float, float] | None = None
     fault: str | None = None
     hang_seconds: float = 300.0
+    rotate_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,8 +264,8 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
                           "(see the README's AADSTS table, or use status/body for a raw response)")
     if "shape" in r and "aadsts" not in r:
         raise ConfigError(source, f"{key}.shape", "shape applies to an aadsts code")
-    if not ({"aadsts", "status", "fault", "delay"} & set(r)):
-        raise ConfigError(source, key, "needs one of aadsts, status, fault or delay")
+    if not ({"aadsts", "status", "fault", "delay", "rotate_keys"} & set(r)):
+        raise ConfigError(source, key, "needs one of aadsts, status, fault, delay or rotate_keys")
     if "fault" in r and ({"aadsts", "status", "body"} & set(r)):
         raise ConfigError(source, f"{key}.fault", "a transport fault sends no status or body")
     delay = r.get("delay")
@@ -272,7 +275,8 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
         delay = (float(delay["min"]), float(delay["max"]))
     reply = Reply(r.get("aadsts"), r.get("shape"), r.get("status"), r.get("error"), r.get("suberror"),
                   r.get("claims"), r.get("body"), r.get("content_type"), dict(r.get("headers", {})),
-                  r.get("retry_after"), delay, r.get("fault"), float(r.get("hang_seconds", 300.0)))
+                  r.get("retry_after"), delay, r.get("fault"), float(r.get("hang_seconds", 300.0)),
+                  bool(r.get("rotate_keys", False)))
     s = raw.get("schedule", {})
     w = s.get("window")
     schedule = Schedule(s.get("times"), tuple(s.get("sequence", ())), s.get("every"), s.get("probability"),
