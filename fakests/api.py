@@ -182,7 +182,8 @@ class StsSandbox:
     # --- scripted failures ---------------------------------------------------------------------------
     def fail(self, endpoint: str | list[str] = "token", **kwargs: Any) -> ArmedRule:
         """Arm one failure rule, in one line. Keywords are the rule fields of scenario files, sorted by
-        name into match / response / schedule, e.g.::
+        name into match / response / schedule (``headers`` are response headers; match request headers
+        with ``request_headers``), e.g.::
 
             fake_sts.fail("token", aadsts=70012, times=2, account_type="msa")
             fake_sts.fail("token", status=503, aadsts=90033, retry_after=1, times=3)

@@ -15,7 +15,8 @@ from .engine import Engine, RuleState
 from .errors import ConfigError
 from .scenarios import MATCH, RESPONSE, SCHEDULE, THROTTLE, Scenario, parse
 
-_MATCH_KEYS = set(MATCH["properties"])
+# ``headers`` means response headers in the one-line API; request headers to match are ``request_headers``.
+_MATCH_KEYS = set(MATCH["properties"]) - {"headers"}
 _RESPONSE_KEYS = set(RESPONSE["properties"])
 _SCHEDULE_KEYS = set(SCHEDULE["properties"])
 _THROTTLE_KEYS = set(THROTTLE["properties"])
@@ -59,6 +60,8 @@ def build_rule(endpoint: str | list[str], kwargs: dict[str, Any], *, throttle: b
             continue
         if key in ("id", "description"):
             rule[key] = value
+        elif key == "request_headers":
+            rule["match"]["headers"] = value
         elif key in _MATCH_KEYS and key != "endpoint":
             rule["match"][key] = value
         elif key in allowed:
@@ -66,7 +69,8 @@ def build_rule(endpoint: str | list[str], kwargs: dict[str, Any], *, throttle: b
         elif key in _SCHEDULE_KEYS and not throttle:
             rule.setdefault("schedule", {})[key] = value
         else:
-            known = sorted((_MATCH_KEYS | allowed | (set() if throttle else _SCHEDULE_KEYS)) - {"endpoint"})
+            known = sorted((_MATCH_KEYS | allowed | {"request_headers"} | (set() if throttle else _SCHEDULE_KEYS))
+                           - {"endpoint"})
             raise ConfigError("fake_sts", key, f"unknown argument; known: {', '.join(known)}")
     if throttle:
         rule.setdefault("throttle", {})
