@@ -15,17 +15,21 @@ body{font-family:"Segoe UI",Helvetica,Arial,sans-serif;background:#f2f2f2;margin
 .box{background:#fff;max-width:440px;margin:60px auto;padding:44px;box-shadow:0 2px 6px rgba(0,0,0,.2)}
 h1{font-size:24px;font-weight:600;margin:0 0 16px}
 .banner{font-size:12px;color:#a80000;margin-bottom:18px}
+form+form{margin-top:32px}
+input,button{font-family:inherit}
 input[type=text],input[type=password],input[type=email]{width:100%;padding:6px 0;font-size:15px;
 border:0;border-bottom:1px solid #666;margin-bottom:16px}
+input:focus{outline:none;border-bottom-color:#0067b8}
 button,input[type=submit]{background:#0067b8;color:#fff;border:0;padding:6px 20px;font-size:15px;
 cursor:pointer}
 button.secondary{background:#ccc;color:#000}
 .tile{display:block;width:100%;text-align:left;background:#fff;color:#1b1b1b;border:0;
 border-bottom:1px solid #ddd;padding:12px 0}
+.tile:hover,.tile:focus{background:#f2f2f2}
 .tile small{display:block;color:#666}
 .error{color:#e81123;margin-bottom:12px}
 .details{font-size:13px;color:#333;margin-top:24px;border-top:1px solid #ddd;padding-top:12px}
-.details div{margin:4px 0;word-break:break-all}
+.details div{margin:4px 0;overflow-wrap:anywhere}
 """
 
 BANNER = "fakests — a test double of Microsoft Entra ID. Its tokens must never be trusted in production."
