@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from .directory import MSA_TENANT_ID, User
 from .errors import NO_STORE, StsError, render_json, render_page, render_redirect
 from .faults import FaultResponse
+from .ids import entra_timestamp
 from .scenarios import Reply, Rule, Scenario
 
 if TYPE_CHECKING:
@@ -307,7 +308,14 @@ def _message_params(ctx: StsRequest) -> dict[str, object]:
     scope = ctx.get("scope") or ""
     resource = next((s.rpartition("/")[0] for s in scope.split() if "/" in s), "https://graph.microsoft.com")
     user = identify_user(ctx)
+    # The grant's own issue time when the request carries a refresh token we issued (50173, 700082, 70043).
+    grant = ctx.sandbox.refresh_tokens.get(ctx.get("refresh_token") or "")
+    issued = grant.issued_at if grant is not None else ctx.now
     return {"client_id": ctx.client_id or "", "app_name": app.display_name if app else "", "tenant": ctx.segment,
             "tenant_name": ctx.segment, "username": user.username if user else (ctx.get("username") or ""),
             "scope": scope, "resource": resource, "grant_type": ctx.get("grant_type") or "",
-            "redirect_uri": ctx.get("redirect_uri") or "", "parameter": "", "detail": "", "idp": "live.com"}
+            "redirect_uri": ctx.get("redirect_uri") or "", "parameter": "", "detail": "", "idp": "live.com",
+            "segment": ctx.segment, "response_type": ctx.get("response_type") or "",
+            "method": ctx.request.method, "methods": "POST", "now": entra_timestamp(ctx.now),
+            "issued": entra_timestamp(issued), "valid_from": entra_timestamp(ctx.now),
+            "inactive": f"{int(ctx.now - issued)} seconds"}
