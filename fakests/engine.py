@@ -186,9 +186,9 @@ class Engine:
                 if not matches(state.rule, ctx, facts):
                     continue
                 if state.rule.throttle is not None:
+                    state.matched += 1
                     wait = _throttle(state, ctx, now)
                     if wait is not None:
-                        state.matched += 1
                         state.fired += 1
                         throttled = (state, wait)
                         break
