@@ -1,5 +1,8 @@
 """The admin REST API under ``/_fakests/``: health, CA, sandboxes, directory, journal, clock, keys.
 
+Scenarios, minted tokens and the OpenAPI document are in ``admin_scenarios`` (mounted by ``routes``);
+``openapi`` describes every endpoint.
+
 JSON in, JSON out. Every mistake in a request (unknown sandbox, bad JSON, a wrong type, an unknown
 field) answers ``{"error": ..., "error_description": ...}`` with a 4xx, never a 500. Directory entries
 are validated by ``config.DirectoryReader``, so a request body takes the same fields as the YAML
@@ -33,7 +36,8 @@ BODY = "body"  # the ConfigError source of request bodies: keys then read like "
 # What PATCH /sandboxes/{id}/users/{username} may change (tokens_valid_from revokes refresh tokens).
 USER_PATCH = {"disabled": bool, "locked": bool, "password_expired": bool, "password": str, "tokens_valid_from": float}
 JOURNAL_FILTERS = ("endpoint", "client_id", "grant_type", "status", "correlation_id", "since")
-KEYS_NOTE = "Signing keys are shared by all sandboxes of this server: rotation affects every sandbox."
+SERVER_KEYS_NOTE = ("Rotated the server's signing keys: every sandbox that has not rotated its own keys "
+                    "(POST /sandboxes/{id}/keys/rotate) publishes and signs with the new key.")
 
 
 class AdminError(Exception):
@@ -90,11 +94,17 @@ def _sandbox(request: Request) -> Sandbox:
     return sb
 
 
-async def _body(request: Request, *, optional: bool = False) -> dict[str, Any]:
-    """The JSON object in the request body; ``{}`` for an empty body when ``optional``."""
+async def _raw_body(request: Request) -> bytes:
+    """The request body, refused with a 413 past ``max_body``."""
     raw = await request.body()
     if len(raw) > _runtime(request).settings.max_body:
         raise AdminError(413, "invalid_request", "The request body is too large.")
+    return raw
+
+
+async def _body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON object in the request body; ``{}`` for an empty body when ``optional``."""
+    raw = await _raw_body(request)
     if not raw.strip():
         if optional:
             return {}
@@ -103,13 +113,15 @@ async def _body(request: Request, *, optional: bool = False) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AdminError(400, "invalid_request", f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise AdminError(400, "invalid_request", "The body is not valid JSON: nested too deeply.") from None
     if not isinstance(body, dict):
         raise AdminError(400, "invalid_request", f"The body must be a JSON object, got {type(body).__name__}.")
     return body
 
 
 def _fields(body: Mapping[str, Any], spec: Mapping[str, type], *, required: bool = False) -> dict[str, Any]:
-    """``body`` checked against ``spec`` (name -> bool, str or float): unknown fields and wrong types fail."""
+    """``body`` checked against ``spec`` (name -> bool, str, float or dict): unknown fields and wrong types fail."""
     for name in body:
         if name not in spec:
             raise AdminError(400, "invalid_request", f"{name}: unknown field; known: {', '.join(spec) or 'none'}")
@@ -119,7 +131,7 @@ def _fields(body: Mapping[str, Any], spec: Mapping[str, type], *, required: bool
         kind = spec[name]
         number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not (isinstance(value, bool) if kind is bool else number if kind is float else isinstance(value, kind)):
-            wanted = {bool: "true or false", float: "a number", str: "a string"}[kind]
+            wanted = {bool: "true or false", float: "a number", str: "a string", dict: "a JSON object"}[kind]
             raise AdminError(400, "invalid_request", f"{name}: must be {wanted}, got {json.dumps(value)}")
     return dict(body)
 
@@ -179,7 +191,8 @@ def _detail(request: Request, sb: Sandbox) -> dict[str, Any]:
     segments = [*sb.directory.tenants, *sorted(SPECIAL_TENANTS)]
     with sb.lock:
         directory = directory_json(sb.directory)
-    return {**_summary(request, sb), "authorities": {s: f"{origin}/{s}" for s in segments}, "directory": directory}
+    return {**_summary(request, sb), "authorities": {s: f"{origin}/{s}" for s in segments},
+            "id_map": dict(sb.id_map), "directory": directory}
 
 
 # --- endpoints ----------------------------------------------------------------------------------------
@@ -194,6 +207,13 @@ async def ca_pem(request: Request) -> Response:
     if tls is None:
         raise AdminError(404, "not_found", "TLS is off (tls: false), so there is no CA certificate.")
     return PlainTextResponse(tls.ca.read_text())
+
+
+async def client_cert_pem(request: Request) -> Response:
+    """``GET /client-cert.pem``: the default client certificate WITH its private key (PEM), so a test
+    in another process or language can authenticate as the default confidential apps. It is a test
+    credential, registered only in fakests."""
+    return PlainTextResponse(_runtime(request).client_cert_path.read_text())
 
 
 async def sandbox_create(request: Request) -> Response:
@@ -356,23 +376,44 @@ async def clock_advance(request: Request) -> Response:
 
 
 async def keys_rotate(request: Request) -> Response:
-    """``POST /sandboxes/{id}/keys/rotate``: a new active signing key; the old one stays published for
-    the grace period. The keys are shared by all sandboxes today, so this rotates them for every one."""
+    """``POST /sandboxes/{id}/keys/rotate``: a new active signing key for this sandbox only, now (on
+    its clock); the old one stays in its JWKS for the grace period. The new key is not saved to the
+    state directory, and other sandboxes keep theirs. ``POST /keys/rotate`` rotates the server's keys."""
     sb = _sandbox(request)
     _fields(await _body(request, optional=True), {})
-    keys = _runtime(request).keys
+    with sb.lock:
+        previous = sb.keys.active.kid
+        sb.keys = sb.keys.rotated_copy(sb.now())
+        keys = sb.keys
+    return JSONResponse({"kid": keys.active.kid, "previous_kid": previous,
+                         "published": [k.kid for k in keys.published(sb.now())], "sandbox_id": sb.sandbox_id})
+
+
+async def server_keys_rotate(request: Request) -> Response:
+    """``POST /keys/rotate``: rotate the server-wide signing keys, in place and saved to the state
+    directory (the old key stays published for the grace period). Every sandbox still sharing them
+    (listed in ``sandboxes``: all but those rotated with ``/sandboxes/{id}/keys/rotate``) and every
+    sandbox created later uses the new key."""
+    _fields(await _body(request, optional=True), {})
+    runtime = _runtime(request)
+    keys = runtime.keys
     previous = keys.active.kid
     new = keys.rotate()
+    sharing = [sb.sandbox_id for sb in _sandboxes(request).all() if sb.keys is keys]
     return JSONResponse({"kid": new.kid, "previous_kid": previous,
-                         "published": [k.kid for k in keys.published(sb.now())], "note": KEYS_NOTE})
+                         "published": [k.kid for k in keys.published(time.time())], "sandboxes": sharing,
+                         "note": SERVER_KEYS_NOTE})
 
 
 def routes() -> list[BaseRoute]:
-    """The admin route table, mounted at ``/_fakests``."""
+    """The admin route table, mounted at ``/_fakests`` (``openapi.document`` describes each route)."""
+    from . import admin_scenarios  # it builds on this module's helpers
+
     sb = "/sandboxes/{sandbox_id}"
     return [
         Route("/health", _admin(health, public=True), methods=["GET"]),
         Route("/ca.pem", _admin(ca_pem), methods=["GET"]),
+        Route("/client-cert.pem", _admin(client_cert_pem), methods=["GET"]),
         Route("/sandboxes", _admin(sandbox_list), methods=["GET"]),
         Route("/sandboxes", _admin(sandbox_create), methods=["POST"]),
         Route(sb, _admin(sandbox_get), methods=["GET"]),
@@ -387,4 +428,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{sb}/journal", _admin(journal_clear), methods=["DELETE"]),
         Route(f"{sb}/clock", _admin(clock_advance), methods=["POST"]),
         Route(f"{sb}/keys/rotate", _admin(keys_rotate), methods=["POST"]),
+        Route("/keys/rotate", _admin(server_keys_rotate), methods=["POST"]),
+        *admin_scenarios.routes(),
     ]

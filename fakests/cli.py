@@ -1,14 +1,17 @@
-"""The ``fakests`` command: ``serve`` (foreground uvicorn over TLS), ``ca`` and ``env``.
+"""The ``fakests`` command: ``serve`` (foreground uvicorn over TLS), ``ca``, ``env``, ``validate``, ``schema``
+and ``token``.
 
 ``serve``'s options are generated from the ``Settings`` fields, so a setting is declared once (uvicorn
 writes each of its ~47 settings three times). Precedence: flag > ``FAKESTS_<FIELD>`` > the config
 file's ``settings:`` block > default. A bad value is a ``ConfigError``: its ``file: key: reason`` goes
-to stderr and the exit status is 2, without a traceback. ``validate`` and ``token`` will join the group.
+to stderr and the exit status is 2, without a traceback. ``validate`` prints ``file: OK`` or
+``file: key: reason`` for each file and exits 1 if any is bad.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import secrets
 import shlex
@@ -21,12 +24,15 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
+import yaml
 from click.core import ParameterSource
 
 from . import defaults as d
+from . import mint, scenarios
 from .app import create_app
 from .directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
 from .errors import ConfigError
+from .keys import new_key_and_cert
 from .pages import BANNER
 from .runtime import Runtime, ensure_client_certificate
 from .server import _Server
@@ -299,6 +305,137 @@ def env(ctx: click.Context, **values: Any) -> None:
     ]))
 
 
+def _is_config(path: Path) -> bool:
+    """Whether ``path`` looks like a config file (top-level config keys, no ``rules``); anything
+    unreadable counts as a scenario, whose loader then reports the problem."""
+    from .config import TOP_KEYS
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(data, dict) and "rules" not in data and bool(set(data) & set(TOP_KEYS))
+
+
+def _throwaway_certificate() -> Certificate:
+    """What ``default`` means in a config file being validated: a fresh certificate, nothing written."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Certificate(new_key_and_cert("fakests validate")[1].public_bytes(Encoding.PEM).decode())
+
+
+def check_file(path: Path, certificate: Callable[[], Certificate]) -> None:
+    """Load ``path`` strictly as a config file or a scenario file; raises ``ConfigError``."""
+    if _is_config(path):
+        from .config import load_config
+
+        load_config(path, certificate())
+    else:
+        scenarios.load_file(path)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def validate(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Check scenario files, or config files (those with top-level config keys such as apps or users).
+
+    Prints 'FILE: OK' or 'FILE: key: reason' for each; the exit status is 1 if any file is bad.
+    """
+    cache: list[Certificate] = []
+
+    def certificate() -> Certificate:
+        if not cache:
+            cache.append(_throwaway_certificate())
+        return cache[0]
+
+    bad = 0
+    for path in files:
+        try:
+            check_file(path, certificate)
+        except ConfigError as exc:
+            bad += 1
+            click.echo(str(exc) if exc.source == str(path) else f"{path}: {exc}")
+        except RecursionError:
+            bad += 1
+            click.echo(f"{path}: nested too deeply")
+        else:
+            click.echo(f"{path}: OK")
+    if bad:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["scenario", "config"]), default="scenario")
+def schema(kind: str) -> None:
+    """Print the JSON Schema (2020-12) of scenario files, for editors and other tools.
+
+    There is no schema for config files yet: 'schema config' says so on stderr and prints the scenario
+    schema; check config files with 'fakests validate'.
+    """
+    chosen: dict[str, Any] = scenarios.SCHEMA
+    if kind == "config":
+        from . import config
+
+        found = getattr(config, "SCHEMA", None)
+        if isinstance(found, dict):
+            chosen = found
+        else:
+            click.echo("fakests has no JSON Schema for config files yet: printing the scenario schema only. "
+                       "Check config files with 'fakests validate FILE'.", err=True)
+    click.echo(json.dumps(chosen, indent=2))
+
+
+def _claim(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """``--claim NAME=VALUE`` options as a mapping; VALUE is JSON when it parses (``null`` removes)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx=ctx, param=param)
+        try:
+            out[name.strip()] = json.loads(raw)
+        except ValueError:
+            out[name.strip()] = raw
+    return out
+
+
+@cli.command()
+@settings_options(["state_dir", "config", "host", "port", "public_url", "tls"])
+@click.option("--kind", type=click.Choice(mint.KINDS), default="access", show_default=True,
+              help="An access token, or an id_token.")
+@click.option("--flavor", type=click.Choice(mint.FLAVORS), default="valid", show_default=True,
+              help="Valid, or wrong in one way a resource server must refuse.")
+@click.option("--claim", "claims", multiple=True, callback=_claim, metavar="NAME=VALUE",
+              help="Override a claim (repeatable); VALUE is JSON if it parses (123, true, ['a']), else a "
+                   "string; null removes the claim.")
+@click.option("--audience", help="The resource: a client id or identifier URI (default: the default API).")
+@click.option("--user", help="A username: a delegated token (default: an app-only access token).")
+@click.option("--client-id", help="The app the token is issued to.")
+@click.option("--tenant-id", help="A tenant GUID or domain (default: the user's, else the home tenant).")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, claims, header} as JSON.")
+@click.pass_context
+def token(ctx: click.Context, kind: str, flavor: str, claims: dict[str, Any], audience: str | None,
+          user: str | None, client_id: str | None, tenant_id: str | None, as_json: bool, **values: Any) -> None:
+    """Print a token signed with the state directory's keys, for testing resource servers.
+
+    A server started later on the same state directory (and origin: --port, --public-url) publishes
+    the signing key in its JWKS, so valid tokens verify against it.
+    """
+    try:
+        settings, directory = resolve_settings(given_flags(ctx, values))
+        runtime = Runtime.start(replace(settings, tls=False, scenarios=()), directory=directory)
+        minted = mint.mint_token(runtime.sandboxes.default, origin(settings, settings.port), kind=kind,
+                                 claims=claims, audience=audience, tenant_id=tenant_id, user=user,
+                                 client_id=client_id, flavor=flavor)
+    except ConfigError as exc:
+        if exc.source == "token":  # a bad option: name it as typed
+            option = "--claim" if exc.key == "claims" else "--" + exc.key.replace("_", "-")
+            raise ConfigFailure(f"{option}: {exc.reason}") from None
+        raise ConfigFailure(str(exc)) from None
+    click.echo(json.dumps(minted, indent=2) if as_json else minted["token"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fakests`` command line; returns the exit status."""
     try:
@@ -310,4 +447,3 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("", err=True)
         return 130
     return rv if isinstance(rv, int) else 0
-

@@ -103,6 +103,12 @@ class Minter:
 
     def id_token(self, user: User, app: App, tenant_id: str, *, nonce: str | None = None,
                  auth_time: float | None = None, session_id: str | None = None) -> str:
+        return self.sandbox.keys.sign(self.id_token_claims(user, app, tenant_id, nonce=nonce, auth_time=auth_time,
+                                                           session_id=session_id))
+
+    def id_token_claims(self, user: User, app: App, tenant_id: str, *, nonce: str | None = None,
+                        auth_time: float | None = None, session_id: str | None = None) -> dict[str, Any]:
+        """The claims of a v2 id_token for ``user`` signing in to ``app`` (``id_token`` signs them)."""
         claims: dict[str, Any] = {
             "aud": app.client_id, "iss": self.issuer(tenant_id), **self._times(self.settings.id_token_lifetime),
             "aio": _opaque(), "name": user.display_name, "oid": user.oid,
@@ -117,11 +123,20 @@ class Minter:
             claims["auth_time"] = int(auth_time)
         if session_id:
             claims["sid"] = session_id
-        return self.sandbox.keys.sign(claims)
+        return claims
 
     def access_token(self, app: App, scopes: Scopes, tenant_id: str, *, user: User | None = None,
                      granted: list[str] | None = None, roles: list[str] | None = None,
                      azpacr: str = "1", amr: list[str] | None = None) -> str:
+        claims = self.access_token_claims(app, scopes, tenant_id, user=user, granted=granted, roles=roles,
+                                          azpacr=azpacr, amr=amr)
+        return self.sandbox.keys.sign(claims, v1=claims["ver"] == "1.0")
+
+    def access_token_claims(self, app: App, scopes: Scopes, tenant_id: str, *, user: User | None = None,
+                            granted: list[str] | None = None, roles: list[str] | None = None,
+                            azpacr: str = "1", amr: list[str] | None = None) -> dict[str, Any]:
+        """The claims of an access token for ``scopes.resource`` in the resource's token version: for
+        ``user`` (delegated, ``scp``) or for ``app`` itself (``roles``, ``idtyp: app``)."""
         resource = scopes.resource
         assert resource is not None
         v1 = resource.access_token_version == 1
@@ -149,7 +164,7 @@ class Minter:
         claims |= {"rh": f"0.A{_opaque(18)}.",
                    "sub": _pairwise(subject_oid, resource.client_id) if user else subject_oid,
                    "tid": tenant_id, "uti": _opaque(16), "ver": "1.0" if v1 else "2.0"}
-        return self.sandbox.keys.sign(claims, v1=v1)
+        return claims
 
     def app_response(self, app: App, scopes: Scopes, tenant_id: str, azpacr: str) -> dict[str, Any]:
         """client_credentials: no scope, no refresh token, no id_token (entra-wire.md §2.5, §3.1)."""

@@ -372,14 +372,14 @@ def test_keys_rotate(s: requests.Session, sandbox: dict[str, Any]) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["previous_kid"] == before[-1] and body["kid"] not in before
-    assert "shared by all sandboxes" in body["note"]
+    assert body["sandbox_id"] == sandbox["sandbox_id"]
     after = [k["kid"] for k in s.get(f"{ORIGIN}/{tid}/discovery/v2.0/keys").json()["keys"]]
     assert after == body["published"] and body["kid"] in after and body["previous_kid"] in after
     token = ropc(s, sandbox, "alice@contoso.com", defaults.PASSWORD)["access_token"]
     assert jwt.get_unverified_header(token)["kid"] == body["kid"]
-    # Shared: the default sandbox publishes the new key too.
-    assert body["kid"] in [k["kid"] for k in s.get(f"{ORIGIN}/{defaults.TENANT_ID}/discovery/v2.0/keys")
-                           .json()["keys"]]
+    # Only this sandbox: the default sandbox neither publishes nor signs with the new key.
+    default_kids = [k["kid"] for k in s.get(f"{ORIGIN}/{defaults.TENANT_ID}/discovery/v2.0/keys").json()["keys"]]
+    assert body["kid"] not in default_kids and default_kids[-1] == body["previous_kid"]
 
 
 # --- bad input: always a JSON 4xx naming the problem, and nothing changed ------------------------------
