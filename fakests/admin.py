@@ -12,6 +12,7 @@ Bearer <token>``.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import math
@@ -247,11 +248,23 @@ async def sandbox_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# Settings a single sandbox may change (the same names as ``Settings`` fields and ``StsSandbox.configure``).
+SANDBOX_SETTINGS = ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime", "code_lifetime",
+                    "device_code_lifetime", "device_code_interval")
+
+
 async def sandbox_update(request: Request) -> Response:
-    """``PATCH /sandboxes/{id}`` ``{"auto_sign_in"}``."""
+    """``PATCH /sandboxes/{id}`` ``{"auto_sign_in", "access_token_lifetime", ...}``: this sandbox only."""
     sb = _sandbox(request)
-    body = _fields(await _body(request), {"auto_sign_in": bool}, required=True)
-    sb.auto_sign_in = body["auto_sign_in"]
+    body = _fields(await _body(request), {"auto_sign_in": bool, **dict.fromkeys(SANDBOX_SETTINGS, float)},
+                   required=True)
+    if "auto_sign_in" in body:
+        sb.auto_sign_in = body.pop("auto_sign_in")
+    for name, value in body.items():
+        if value < 0 or value != int(value):
+            raise AdminError(400, "invalid_request", f"{name}: must be a whole number of seconds, got {value}")
+    if body:
+        sb.settings = dataclasses.replace(sb.settings, **{k: int(v) for k, v in body.items()})
     return JSONResponse(_summary(request, sb))
 
 

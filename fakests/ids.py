@@ -33,11 +33,20 @@ class RequestIds:
             sent = src.get("client-request-id") or src.get("x-ms-client-request-id")
             if sent:
                 break
-        return cls(str(uuid.uuid4()), sent or str(uuid.uuid4()), sent)
+        return cls(str(uuid.uuid4()), sent if sent and _is_guid(sent) else str(uuid.uuid4()), sent)
 
     def headers(self) -> dict[str, str]:
-        """The response headers Entra sets on every answer."""
-        return {"client-request-id": self.correlation_id, "x-ms-request-id": self.trace_id}
+        """The response headers Entra sets on every answer: the client's own id echoed, or ours."""
+        return {"client-request-id": self.client_request_id or self.correlation_id, "x-ms-request-id": self.trace_id}
+
+
+def _is_guid(value: str) -> bool:
+    """Entra takes the client's id as the correlation id only when it is a GUID (entra-wire.md §10.9)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) in (32, 36, 38)
 
 
 def entra_timestamp(when: datetime | float) -> str:

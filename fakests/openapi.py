@@ -232,9 +232,11 @@ def _paths() -> dict[str, Any]:
             "parameters": [_SANDBOX_PARAM],
             "get": _op("getSandbox", "Summary, authority URLs and the directory with credentials.", {
                 "200": _json(_ref("SandboxDetail"), "The sandbox."), "404": _NO_SANDBOX}),
-            "patch": _op("updateSandbox", "Change auto_sign_in.", ok_sb,
-                         body={"required": True, "content": {_JSON: {"schema": _object({"auto_sign_in": _BOOL},
-                                                                                          ("auto_sign_in",))}}}),
+            "patch": _op("updateSandbox", "Change auto_sign_in and this sandbox's token and code lifetimes.", ok_sb,
+                         body={"required": True, "content": {_JSON: {"schema": _object(
+                             {"auto_sign_in": _BOOL, **{name: {"type": "integer", "minimum": 0} for name in (
+                                 "access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime",
+                                 "code_lifetime", "device_code_lifetime", "device_code_interval")}})}}}),
             "delete": _op("deleteSandbox", "Drop a sandbox (not 'default').", {
                 "204": {"description": "Dropped."}, "400": _BAD, "404": _NO_SANDBOX})},
         f"{sb}/apps": {"parameters": [_SANDBOX_PARAM], "post": _op("createApp", "Register an app.", {

@@ -12,6 +12,7 @@ Override points (session scope): ``fake_sts_settings``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +29,6 @@ def fake_sts_settings() -> Settings:
     """Settings of the session's fakests: ``FAKESTS_*`` environment variables over the defaults,
     always on 127.0.0.1 and a free port. The state directory (keys, CA) is a per-session temporary
     directory unless ``FAKESTS_STATE_DIR`` names one."""
-    import os
-
     base = Settings(port=0, state_dir=Path(tempfile.mkdtemp(prefix="fakests-")))
     settings = Settings.from_env(base=base)
     if "FAKESTS_STATE_DIR" not in os.environ:
@@ -38,8 +37,11 @@ def fake_sts_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def fake_sts_server(fake_sts_settings: Settings) -> Iterator[FakeSTS]:
-    """The session's fakests server over TLS."""
+def fake_sts_server(fake_sts_settings: Settings) -> Iterator[FakeSTS | None]:
+    """The session's fakests server over TLS; None when ``FAKESTS_URL`` names a running one."""
+    if os.environ.get("FAKESTS_URL"):
+        yield None
+        return
     server = FakeSTS(fake_sts_settings).start()
     try:
         yield server
@@ -48,9 +50,20 @@ def fake_sts_server(fake_sts_settings: Settings) -> Iterator[FakeSTS]:
 
 
 @pytest.fixture
-def fake_sts(fake_sts_server: FakeSTS) -> Iterator[StsSandbox]:
-    """A fresh, isolated sandbox for this test: its own tenants, apps, users, clock and journal."""
-    sandbox = fake_sts_server.sandbox()
+def fake_sts(fake_sts_server: FakeSTS | None) -> Iterator[StsSandbox]:
+    """A fresh, isolated sandbox for this test: its own tenants, apps, users, clock and journal.
+
+    With ``FAKESTS_URL`` set (e.g. ``https://fakests:8443`` in docker-compose) the sandbox is made on
+    that server through its admin API (``FAKESTS_ADMIN_TOKEN``; ``FAKESTS_CA`` names the CA file,
+    else it is fetched from the server)."""
+    if fake_sts_server is None:
+        from .remote import RemoteSandbox
+
+        sandbox: StsSandbox = RemoteSandbox.create(os.environ["FAKESTS_URL"],
+                                                   admin_token=os.environ.get("FAKESTS_ADMIN_TOKEN"),
+                                                   ca_path=os.environ.get("FAKESTS_CA"))
+    else:
+        sandbox = fake_sts_server.sandbox()
     try:
         yield sandbox
     finally:

@@ -14,6 +14,7 @@ or a bad value raises ``ConfigError(file, key, reason)`` and nothing is loaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,6 +269,11 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
         raise ConfigError(source, key, "needs one of aadsts, status, fault, delay or rotate_keys")
     if "fault" in r and ({"aadsts", "status", "body"} & set(r)):
         raise ConfigError(source, f"{key}.fault", "a transport fault sends no status or body")
+    if "body" in r:
+        try:
+            json.dumps(r["body"])
+        except (TypeError, ValueError):
+            raise ConfigError(source, f"{key}.body", "must be a string or plain JSON data (quote dates)") from None
     delay = r.get("delay")
     if isinstance(delay, dict):
         if delay["min"] > delay["max"]:
@@ -322,5 +328,5 @@ def find(name_or_path: str, search: Sequence[Path] = ()) -> Path:
             candidate = directory / f"{name_or_path}{suffix}"
             if candidate.exists():
                 return candidate
-    known = sorted(p.stem for d in (*search, bundled_dir()) if d.is_dir() for p in d.glob("*.y*ml"))
+    known = sorted({p.stem for d in (*search, bundled_dir()) if d.is_dir() for p in d.glob("*.y*ml")})
     raise ConfigError(name_or_path, "", f"no such scenario; known: {', '.join(known) or 'none'}")

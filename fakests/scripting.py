@@ -7,6 +7,7 @@ reads exactly like a mistake in a file.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ _MATCH_KEYS = set(MATCH["properties"]) - {"headers"}
 _RESPONSE_KEYS = set(RESPONSE["properties"])
 _SCHEDULE_KEYS = set(SCHEDULE["properties"])
 _THROTTLE_KEYS = set(THROTTLE["properties"])
+_serial = itertools.count(1)  # names armed rules "fake_sts.fail-1", ... (valid scenario names, never reused)
 
 
 class ArmedRule:
@@ -80,7 +82,7 @@ def build_rule(endpoint: str | list[str], kwargs: dict[str, Any], *, throttle: b
 def arm(engine: Engine, rule: dict[str, Any], source: str) -> ArmedRule:
     """Validate and load one rule under a scenario name of its own."""
     scenario = parse({"rules": [rule]}, source)
-    named = Scenario(f"{source}#{len(engine.states) + 1}", scenario.rules, source=source)
+    named = Scenario(f"{source}-{next(_serial)}", scenario.rules, source=source)
     [state] = engine.load(named)
     return ArmedRule(engine, state)
 

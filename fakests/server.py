@@ -9,6 +9,7 @@ the main loop waits on an event instead of polling every 0.1 s, and shutdown doe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -42,10 +43,8 @@ class _Server(uvicorn.Server):
         counter = 0
         while not await self.on_tick(counter):
             counter = (counter + 10) % 864000  # on_tick refreshes the Date header when counter % 10 == 0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
 
     def wake(self) -> None:
         if self._loop is not None and self._wake is not None:

@@ -87,8 +87,9 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
         if fault.kind == "hang":
             await asyncio.sleep(fault.hang_seconds)  # the adapter's read timeout usually ends this first
         if fault.kind == "close_mid_body":
+            read = len(b"".join(chunks))
             raise requests.exceptions.ChunkedEncodingError(
-                "('Connection broken: IncompleteRead(%d bytes read)', IncompleteRead)" % len(b"".join(chunks))) from None
+                f"('Connection broken: IncompleteRead({read} bytes read)', IncompleteRead)") from None
         raise TransportFault("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))") from None
     if not done:
         raise TransportFault("Connection aborted: the server closed the connection before the response ended")

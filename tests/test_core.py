@@ -128,7 +128,8 @@ def test_tls_material_is_reused_and_names_are_configurable(tmp_path: Path) -> No
     assert {"localhost", "fakests"} <= set(names.get_values_for_type(x509.DNSName))
     ca = first.tls.ca.read_bytes()
     again = Runtime.start(Settings(state_dir=tmp_path, tls_names=("fakests",)))
-    assert again.tls is not None and again.tls.ca.read_bytes() == ca and again.tls.cert.read_bytes() == first.tls.cert.read_bytes()
+    assert again.tls is not None and again.tls.ca.read_bytes() == ca
+    assert again.tls.cert.read_bytes() == first.tls.cert.read_bytes()
 
 
 def test_the_server_certificate_verifies_against_the_ca(tmp_path: Path) -> None:
@@ -156,3 +157,13 @@ def test_default_directory_matches_the_documented_ids() -> None:
     assert set(d.apps) >= {defaults.DAEMON_ID, defaults.WEB_ID, defaults.API_ID, defaults.PUBLIC_ID}
     assert d.tenants[defaults.TENANT_ID].domains[0] == defaults.TENANT_DOMAIN
     assert d.user("alice@contoso.com") is not None and d.user("carol@outlook.com").is_msa  # type: ignore[union-attr]
+
+
+def test_a_non_guid_client_request_id_is_echoed_but_not_the_correlation_id(fake_sts: StsSandbox) -> None:
+    response = fake_sts.http_client().post(f"{fake_sts.authority()}/oauth2/v2.0/token", data={"grant_type": "x"},
+                                           headers={"client-request-id": "my-test-42"})
+    body = response.json()
+    assert response.headers["client-request-id"] == "my-test-42"
+    assert uuid.UUID(body["correlation_id"]) and body["correlation_id"] != "my-test-42"
+    [entry] = fake_sts.journal.entries("token")
+    assert entry.client_request_id == "my-test-42" and entry.correlation_id == body["correlation_id"]
