@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +21,7 @@ from .admin import BODY, AdminError, _admin, _body, _fields, _raw_body, _runtime
 from .context import origin_of
 from .errors import ConfigError
 from .mint import mint_token
+from .yamlfile import parse_yaml
 
 SCENARIO_SOURCE = "request body"
 JSON_TYPES = ("application/json",)
@@ -42,13 +42,10 @@ def _parse_document(raw: bytes, media_type: str) -> Any:
     """The scenario document in a request body, as JSON or YAML by ``media_type`` (JSON when absent)."""
     if media_type in YAML_TYPES:
         try:
-            return yaml.safe_load(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(SCENARIO_SOURCE, "", f"not valid UTF-8: {exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(SCENARIO_SOURCE, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        return parse_yaml(text, SCENARIO_SOURCE)
     if media_type and media_type not in JSON_TYPES:
         raise AdminError(415, "invalid_request", f"Content-Type {media_type!r} is not supported: send the scenario "
                                                  f"as {', '.join(JSON_TYPES + YAML_TYPES)}.")

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
-import yaml
 from click.core import ParameterSource
 
 from . import defaults as d
@@ -38,6 +37,7 @@ from .runtime import Runtime, ensure_client_certificate
 from .server import _Server
 from .settings import Settings
 from .tls import ensure_tls
+from .yamlfile import read_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -311,8 +311,8 @@ def _is_config(path: Path) -> bool:
     from .config import TOP_KEYS
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        data = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(data, dict) and "rules" not in data and bool(set(data) & set(TOP_KEYS))
 

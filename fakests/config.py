@@ -21,12 +21,11 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, NoReturn, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from .defaults import default_directory
 from .directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
 from .errors import ConfigError
 from .settings import Settings
+from .yamlfile import read_yaml
 
 TOP_KEYS = ("settings", "include_defaults", "tenants", "apps", "users", "consents", "role_assignments")
 # Entra's ids are GUIDs, and clients (and the tid/oid claims' consumers) treat them as such.
@@ -263,35 +262,6 @@ def _kind(raw: Any) -> str:
             int: "a number", float: "a number"}.get(type(raw), type(raw).__name__)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_yaml(path: Path, source: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, "", f"cannot read the file: {exc}") from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, "", f"invalid YAML{where}: {problem}") from None
-
-
 def _file_certificates(base: Path, default: Certificate | None, source: str) -> CertificateLoader:
     def load(item: str, key: str) -> Certificate:
         if item == "default":
@@ -324,7 +294,7 @@ def load_config(path: Path, client_certificate: Certificate | None) -> LoadedCon
     """Read and validate the YAML config at ``path``; ``client_certificate`` is what ``default``
     means in an app's ``certificates``."""
     source = str(path)
-    data = _read_yaml(path, source)
+    data = read_yaml(path, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):

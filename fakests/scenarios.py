@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 
 from .catalog import CATALOG
 from .errors import ConfigError
+from .yamlfile import read_yaml
 
 ENDPOINTS = ["any", "discovery", "instance_discovery", "userrealm", "jwks", "authorize", "token", "devicecode",
              "device_login", "logout"]
@@ -294,18 +294,7 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
 def load_file(path: Path) -> Scenario:
     """A scenario from a YAML file; every problem names the file, the key and the reason."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, "", f"cannot be read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, source)
     return parse(data, source, default_name=path.stem)
 
 

@@ -59,9 +59,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 # --- strict loading: (file body, key, reason) -----------------------------------------------------------
 BAD: list[tuple[str, str, str, str]] = [
-    ("bad-yaml", "tenants: [\n", "",
-     "invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
-    ("duplicate-yaml-key", TENANTS + "tenants: []\n", "", "invalid YAML at line 3, column 1: duplicate key 'tenants'"),
+    ("bad-yaml", "tenants: [\n", "line 2, column 1",
+     "not valid YAML: expected the node content, but found '<stream end>'"),
+    ("duplicate-yaml-key", TENANTS + "tenants: []\n", "line 3, column 1", "not valid YAML: duplicate key 'tenants'"),
     ("not-a-mapping", "- tenants\n", "",
      "the file must be a mapping of settings, include_defaults, tenants, apps, users, consents, role_assignments; "
      "got a list"),

@@ -192,3 +192,10 @@ def test_fail_rejects_unknown_arguments_like_files_do(fake_sts: StsSandbox) -> N
     with pytest.raises(ConfigError, match="AADSTS12345 is not in the catalog"):
         fake_sts.fail("token", aadsts=12345)
     assert fake_sts.scenarios == []  # nothing half-loaded
+
+
+def test_a_key_given_twice_in_a_scenario_file_is_an_error(tmp_path: Path) -> None:
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("rules:\n  - response: {aadsts: 70012}\n    response: {aadsts: 90033}\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: line 3, column 5: not valid YAML: duplicate key 'response'"):
+        load_file(twice)
