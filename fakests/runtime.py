@@ -40,6 +40,8 @@ class Runtime:
             client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
             tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
         cert = Certificate(client_pem.read_text())
+        if tls is not None and settings.export_ca is not None:
+            _export(tls.ca, settings.export_ca)
         if directory is None and settings.config is not None:
             from .config import load_config  # only when a config file is named
 
@@ -56,6 +58,17 @@ class Runtime:
             for scenario in loaded:
                 sandboxes.default.engine.load(scenario)
         return cls(settings, keys, sandboxes, client_pem, tls)
+
+
+def _export(ca: Path, target: Path) -> None:
+    """Copy the CA certificate to ``target`` (a file, or a directory that gets ``ca.pem``) atomically."""
+    if target.is_dir() or str(target).endswith("/"):
+        target = target / "ca.pem"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(ca.read_bytes())
+    tmp.chmod(0o644)
+    tmp.replace(target)
 
 
 @contextlib.contextmanager

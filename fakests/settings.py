@@ -36,6 +36,8 @@ class Settings:
     tls: bool = field(default=True, metadata={"help": "Serve https (clients require it)."})
     tls_names: tuple[str, ...] = field(
         default=(), metadata={"help": "Extra DNS names/IPs for the server certificate (comma-separated)."})
+    export_ca: Path | None = field(
+        default=None, metadata={"help": "Also write the CA certificate here at start (a volume shared with clients)."})
     signing_key: Path | None = field(default=None, metadata={"help": "PEM with an RSA key and certificate."})
     access_token_lifetime: int = field(default=3599, metadata={"help": "expires_in of access tokens."})
     id_token_lifetime: int = field(default=3600, metadata={"help": "Lifetime of id_tokens."})

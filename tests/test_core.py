@@ -167,3 +167,10 @@ def test_a_non_guid_client_request_id_is_echoed_but_not_the_correlation_id(fake_
     assert uuid.UUID(body["correlation_id"]) and body["correlation_id"] != "my-test-42"
     [entry] = fake_sts.journal.entries("token")
     assert entry.client_request_id == "my-test-42" and entry.correlation_id == body["correlation_id"]
+
+
+def test_the_ca_is_exported_for_clients(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    runtime = Runtime.start(Settings(state_dir=tmp_path / "state", export_ca=shared))
+    assert runtime.tls is not None and (shared / "ca.pem").read_bytes() == runtime.tls.ca.read_bytes()
