@@ -21,6 +21,7 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, NoReturn, Union, get_args, get_origin, get_type_hints
 
+from .config_schema import SCHEMA as SCHEMA  # the JSON Schema editors use (fakests schema config)
 from .defaults import default_directory
 from .directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
 from .errors import ConfigError

@@ -54,8 +54,8 @@ MATCH = {
 
 RESPONSE = {
     "type": "object", "additionalProperties": False,
-    "description": "What to answer instead of fakests' normal answer. Needs one of aadsts, status or fault, "
-                   "or only delay (a slow STS that then answers normally).",
+    "description": "What to answer instead of fakests' normal answer. Needs one of aadsts, status or fault; "
+                   "or only delay and/or rotate_keys, after which fakests answers normally.",
     "properties": {
         "aadsts": {"type": "integer", "description": "An AADSTS code from the catalog, rendered as Entra renders it "
                    "for this endpoint (token JSON, authorize redirect, or the HTML sign-in error page)."},
@@ -114,10 +114,11 @@ THROTTLE = {
 }
 
 RULE = {
-    "type": "object", "additionalProperties": False,
+    "title": "rules (below)", "type": "object", "additionalProperties": False,
     "properties": {
-        "id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$", "description": "Names the rule in the journal."},
-        "description": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$",
+               "description": "Names the rule in the journal as <scenario>/<id> (default: rule<N>)."},
+        "description": {"type": "string", "description": "Free text, shown in the dashboard."},
         "match": MATCH, "response": RESPONSE, "schedule": SCHEDULE, "throttle": THROTTLE,
     },
     "oneOf": [{"required": ["response"], "not": {"required": ["throttle"]}},
@@ -130,9 +131,11 @@ SCHEMA: dict[str, Any] = {
     "title": "fakests scenario",
     "type": "object", "additionalProperties": False, "required": ["rules"],
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
-        "description": {"type": "string"},
-        "rules": {"type": "array", "items": RULE, "minItems": 1},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$",
+                 "description": "The scenario's name (letters, digits, . _ -); default: the file name."},
+        "description": {"type": "string", "description": "What a client sees while the scenario is armed."},
+        "rules": {"type": "array", "items": RULE, "minItems": 1,
+                  "description": "Tried in order; the first rule that matches and fires answers."},
     },
 }
 _VALIDATOR = Draft202012Validator(SCHEMA)

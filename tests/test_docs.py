@@ -1,0 +1,49 @@
+"""The README's reference sections and the editor schemas are generated: they must be up to date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from fakests import docs
+from fakests.catalog import CATALOG
+from fakests.config_schema import SCHEMA as CONFIG_SCHEMA
+from fakests.scenarios import SCHEMA as SCENARIO_SCHEMA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_and_schemas_are_generated_from_the_current_code() -> None:
+    assert docs.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m fakests.docs"
+
+
+def test_reference_covers_every_key_and_every_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rule = SCENARIO_SCHEMA["properties"]["rules"]["items"]["properties"]
+    for part in ("match", "response", "schedule", "throttle"):
+        for key in rule[part]["properties"]:
+            assert f"| `{key}`" in readme, (part, key)
+    for code in CATALOG:
+        assert f"| {code} | {CATALOG[code].name} |" in readme
+
+
+def test_every_shipped_file_validates_against_the_editor_schemas() -> None:
+    scenario = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        assert not list(scenario.iter_errors(yaml.safe_load(path.read_text()))), path
+    typed = _as_editor_sees(yaml.safe_load((ROOT / "examples" / "config.yaml").read_text()))
+    errors = list(jsonschema.Draft202012Validator(CONFIG_SCHEMA).iter_errors(typed))
+    assert not errors, [e.message for e in errors]
+
+
+def _as_editor_sees(value: Any) -> Any:
+    """YAML timestamps as the strings an editor's JSON Schema check sees."""
+    if isinstance(value, dict):
+        return {k: _as_editor_sees(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_editor_sees(v) for v in value]
+    return value.isoformat() if isinstance(value, dt.date) else value
