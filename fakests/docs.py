@@ -45,7 +45,8 @@ def _type_of(schema: dict[str, Any]) -> str:
         bounds.append(f"> {schema['exclusiveMinimum']}")
     if "maximum" in schema:
         bounds.append(f"≤ {schema['maximum']}")
-    text = {"integer": "integer", "number": "number", "string": "string", "boolean": "true/false"}.get(kind or "", "any")
+    names = {"integer": "integer", "number": "number", "string": "string", "boolean": "true/false"}
+    text = names.get(kind or "", "any")
     return f"{text} {', '.join(bounds)}".strip()
 
 
@@ -76,7 +77,8 @@ def catalog_table() -> str:
     """Markdown table of every AADSTS code fakests knows."""
     lines = [f"{len(CATALOG)} codes. Status is the token endpoint's; T = transient (retryable). Evidence: how "
              "sure we are of the wire form (recorded in real traffic, documented by Microsoft, or inferred).", "",
-             "| code | name | `error` | HTTP | `suberror` | T | evidence | message |", "|---|---|---|---|---|---|---|---|"]
+             "| code | name | `error` | HTTP | `suberror` | T | evidence | message |",
+             "|---|---|---|---|---|---|---|---|"]
     for code in sorted(CATALOG):
         e = CATALOG[code]
         message = e.message.replace("|", "\\|")
