@@ -6,8 +6,8 @@ Scenarios, minted tokens and the OpenAPI document are in ``admin_scenarios`` (mo
 JSON in, JSON out. Every mistake in a request (unknown sandbox, bad JSON, a wrong type, an unknown
 field) answers ``{"error": ..., "error_description": ...}`` with a 4xx, never a 500. Directory entries
 are validated by ``config.DirectoryReader``, so a request body takes the same fields as the YAML
-config file. When ``admin_token`` is set, every endpoint but ``/health`` wants ``Authorization:
-Bearer <token>``.
+config file. When ``admin_token`` is set, every endpoint but ``/health`` and the ``/dashboard`` page
+(``dashboard``; its data calls send the token) wants ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ BODY = "body"  # the ConfigError source of request bodies: keys then read like "
 # What PATCH /sandboxes/{id}/users/{username} may change (tokens_valid_from revokes refresh tokens).
 USER_PATCH = {"disabled": bool, "locked": bool, "password_expired": bool, "password": str, "tokens_valid_from": float}
 JOURNAL_FILTERS = ("endpoint", "client_id", "grant_type", "status", "correlation_id", "since")
+MAX_CLOCK = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a timestamp can name
 SERVER_KEYS_NOTE = ("Rotated the server's signing keys: every sandbox that has not rotated its own keys "
                     "(POST /sandboxes/{id}/keys/rotate) publishes and signs with the new key.")
 
@@ -366,7 +367,7 @@ async def journal_list(request: Request) -> Response:
     filters: dict[str, Any] = dict(query)
     for name in ("status", "since"):
         if name in query:
-            if not query[name].isdigit():
+            if not (query[name].isascii() and query[name].isdigit()):
                 raise AdminError(400, "invalid_request", f"{name}: must be a whole number, got {query[name]!r}")
             filters[name] = int(query[name])
     entries = sb.journal.entries(filters.pop("endpoint", None), **filters)
@@ -384,6 +385,10 @@ async def clock_advance(request: Request) -> Response:
     sb = _sandbox(request)
     body = _fields(await _body(request), {"advance": float}, required=True)
     with sb.lock:
+        target = sb.now() + float(body["advance"])
+        if not 0 <= target <= MAX_CLOCK:  # tokens and error timestamps need a real date
+            raise AdminError(400, "invalid_request", f"advance: {body['advance']} would move the sandbox clock "
+                                                     "outside 1970-01-01..9999-12-31")
         sb.advance(float(body["advance"]))
     return JSONResponse({"clock_offset": sb.clock_offset, "now": sb.now()})
 
@@ -420,7 +425,7 @@ async def server_keys_rotate(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     """The admin route table, mounted at ``/_fakests`` (``openapi.document`` describes each route)."""
-    from . import admin_scenarios  # it builds on this module's helpers
+    from . import admin_scenarios, dashboard  # they build on this module's helpers
 
     sb = "/sandboxes/{sandbox_id}"
     return [
@@ -443,4 +448,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{sb}/keys/rotate", _admin(keys_rotate), methods=["POST"]),
         Route("/keys/rotate", _admin(server_keys_rotate), methods=["POST"]),
         *admin_scenarios.routes(),
+        Route("/dashboard", _admin(dashboard.page, public=True), methods=["GET"]),
+        *dashboard.routes(),
     ]

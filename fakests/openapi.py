@@ -14,6 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from . import mint, scenarios
 from .admin import JOURNAL_FILTERS
+from .dashboard import DEFAULT_LIMIT, JOURNAL_QUERY, MAX_LIMIT
 from .directory import App, Tenant, User
 from .journal import JournalEntry
 
@@ -143,6 +144,12 @@ def _schemas() -> dict[str, Any]:
                                          "resource": _STR, "roles": _STRS}, ("principal", "resource", "roles")),
         "RoleAssignment": assignment,
         "JournalEntry": journal,
+        "JournalPage": _object({"entries": {"type": "array", "items": _ref("JournalEntry")},
+                                "matching": {**_INT, "description": "Entries matching the filters in all."},
+                                "limit": _INT}, ("entries", "matching", "limit"),
+                               "The newest matching entries of every sandbox, newest first."),
+        "SandboxRules": _object({"sandbox_id": _STR, "rules": {"type": "array", "items": _ref("LoadedRule")}},
+                                ("sandbox_id", "rules")),
         "Clock": _object({"clock_offset": _NUM, "now": _NUM}),
         "KeysRotated": _object({"kid": _STR, "previous_kid": _STR, "published": _STRS, "sandbox_id": _STR,
                                 "sandboxes": _STRS, "note": _STR}, ("kid", "previous_kid", "published")),
@@ -195,6 +202,18 @@ def _paths() -> dict[str, Any]:
                        "description": "Entries after this seq." if n == "since" else f"Only entries with this {n}."}
                       for n in JOURNAL_FILTERS]
     username = {"name": "username", "in": "path", "required": True, "schema": _STR}
+    all_journal_params = [
+        {"name": "sandbox", "in": "query", "required": False, "schema": _STR, "description": "Only this sandbox's."},
+        *[{**p, "description": f"Only entries whose {p['name']} contains this (case-insensitive)."}
+          if p["name"] in ("client_id", "correlation_id") else p
+          for p in journal_params if p["name"] != "status"],
+        {"name": "status", "in": "query", "required": False,
+         "schema": {**_STR, "pattern": "^([0-9]{1,3}|[1-5]xx|failed)$"},
+         "description": "A status code (400), a class (4xx) or 'failed' (400 and up)."},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {**_INT, "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+         "description": "At most this many entries (the newest)."}]
+    assert {p["name"] for p in all_journal_params} == set(JOURNAL_QUERY)
     library_or_doc = {"required": True, "description": "A scenario document, or {\"name\": ...} for a library "
                       "scenario. YAML with Content-Type application/yaml or text/yaml.", "content": {
                           _JSON: {"schema": {"oneOf": [_ref("Scenario"), _ref("LibraryScenarioRef")]}},
@@ -220,6 +239,17 @@ def _paths() -> dict[str, Any]:
                                      tag="server")},
         "/scenarios": {"get": _op("listLibrary", "The scenario library: scenario_dir and bundled scenarios.", {
             "200": _json(_object({"scenarios": {"type": "array", "items": _ref("LibraryEntry")}}), "The library.")},
+            tag="scenarios")},
+        "/dashboard": {"get": _op("dashboard", "The dashboard page: journal, scenarios and directory, live. Public; "
+                                  "open it with ?token=<admin_token> and its data calls send the token.", {
+                                      "200": {"description": "A self-contained HTML page.",
+                                              "content": {"text/html": {"schema": _STR}}}},
+                                  public=True, tag="dashboard")},
+        "/journal": {"get": _op("listAllJournals", "The journal of every sandbox, newest first (for the dashboard).", {
+            "200": _json(_ref("JournalPage"), "The newest matching entries."), "400": _BAD},
+            params=all_journal_params, tag="journal")},
+        "/rules": {"get": _op("listAllRules", "The loaded scenario rules of every sandbox that has some.", {
+            "200": _json(_object({"sandboxes": {"type": "array", "items": _ref("SandboxRules")}}), "Rules.")},
             tag="scenarios")},
         "/sandboxes": {
             "get": _op("listSandboxes", "Every live sandbox, default first.", {"200": _json(
@@ -275,7 +305,7 @@ def _paths() -> dict[str, Any]:
             "post": _op("loadScenario", "Load a scenario; a loaded one of the same name is replaced.", {
                 created: _json(_ref("LoadedScenario"), "The loaded rules."),
                 "400": {"description": "An invalid scenario or bad request.", "content": {_JSON: {"schema": {
-                    "oneOf": [_ref("ScenarioError"), _ERROR]}}}},
+                    "anyOf": [_ref("ScenarioError"), _ERROR]}}}},
                 "404": _NO_SANDBOX, "413": _json(_ERROR, "The body is too large."),
                 "415": _json(_ERROR, "Neither JSON nor YAML.")}, body=library_or_doc, tag="scenarios"),
             "get": _op("listScenarioRules", "Loaded rules in the order they are tried, with counters.", {
@@ -303,7 +333,7 @@ def document(server_url: str = "/_fakests") -> dict[str, Any]:
         "servers": [{"url": server_url}],
         "security": [{}, {"adminToken": []}],
         "tags": [{"name": n} for n in ("server", "sandboxes", "directory", "journal", "keys", "scenarios",
-                                       "tokens")],
+                                       "tokens", "dashboard")],
         "paths": _paths(),
         "components": {
             "schemas": _schemas(),
