@@ -436,6 +436,73 @@ def token(ctx: click.Context, kind: str, flavor: str, claims: dict[str, Any], au
     click.echo(json.dumps(minted, indent=2) if as_json else minted["token"])
 
 
+def _health_url(settings: Settings) -> str:
+    """Where ``fakests health`` asks: this machine's loopback for wildcard and loopback binds, else the
+    bound address itself (the server certificate names only what ``tls_names`` adds)."""
+    host = settings.host
+    if host in ("", "0.0.0.0") or (is_loopback(host) and host != "::1"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if settings.tls else 'http'}://{host}:{settings.port}/_fakests/health"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, without the pool and retry wrappers."""
+    while True:
+        inner = getattr(exc, "reason", None)
+        inner = inner if isinstance(inner, BaseException) else next(
+            (a for a in exc.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        exc = inner
+    text = str(exc).rsplit("Failed to establish a new connection: ", 1)[-1]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@cli.command()
+@settings_options(["state_dir", "config", "host", "port", "tls"])
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True,
+              help="Seconds to wait for the connection and for the answer.")
+@click.pass_context
+def health(ctx: click.Context, timeout: float, **values: Any) -> None:
+    """Exit 0 if the server of these settings answers GET /_fakests/health with {"status": "ok"}, else 1.
+
+    For container healthchecks (docker HEALTHCHECK, compose healthcheck): settings come from the
+    FAKESTS_* environment like 'serve', and the answer is verified against the state directory's CA.
+    """
+    import requests
+
+    try:
+        settings = resolve_settings(given_flags(ctx, values))[0]
+    except ConfigError as exc:
+        click.echo(f"fakests is unhealthy: {exc}", err=True)
+        ctx.exit(1)
+    url, ca = _health_url(settings), settings.state_dir / "tls" / "ca.pem"
+    if settings.port == 0:
+        click.echo("fakests is unhealthy: port 0 is not a port to ask; give the one the server bound (--port)",
+                   err=True)
+        ctx.exit(1)
+    if settings.tls and not ca.is_file():
+        click.echo(f"fakests is unhealthy: no CA at {ca} (has 'fakests serve' started on this state dir?)", err=True)
+        ctx.exit(1)
+    http = requests.Session()
+    http.trust_env = False  # no proxies, no *_CA_BUNDLE: exactly this server, verified with its own CA
+    try:
+        with http:
+            answer = http.get(url, verify=str(ca) if settings.tls else True, timeout=(timeout, timeout),
+                              allow_redirects=False)
+            body = answer.json() if answer.status_code == 200 else None
+    except (requests.RequestException, ValueError) as exc:
+        click.echo(f"fakests is unhealthy: {url}: {_root_cause(exc)}", err=True)
+        ctx.exit(1)
+    if not isinstance(body, dict) or body.get("status") != "ok":
+        click.echo(f"fakests is unhealthy: {url}: HTTP {answer.status_code} {answer.text[:200]!r}", err=True)
+        ctx.exit(1)
+    click.echo(f"fakests is healthy: {url}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fakests`` command line; returns the exit status."""
     try:
