@@ -29,6 +29,7 @@ from .config import DirectoryReader
 from .context import origin_of
 from .directory import MSA_TENANT_ID, SPECIAL_TENANTS, App, Certificate, Directory, User
 from .errors import ConfigError
+from .ids import LAST_TIMESTAMP
 from .runtime import Runtime
 from .sandbox import DEFAULT_SANDBOX, Sandbox, Sandboxes, SandboxLimit
 
@@ -37,7 +38,6 @@ BODY = "body"  # the ConfigError source of request bodies: keys then read like "
 # What PATCH /sandboxes/{id}/users/{username} may change (tokens_valid_from revokes refresh tokens).
 USER_PATCH = {"disabled": bool, "locked": bool, "password_expired": bool, "password": str, "tokens_valid_from": float}
 JOURNAL_FILTERS = ("endpoint", "client_id", "grant_type", "status", "correlation_id", "since")
-MAX_CLOCK = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a timestamp can name
 SERVER_KEYS_NOTE = ("Rotated the server's signing keys: every sandbox that has not rotated its own keys "
                     "(POST /sandboxes/{id}/keys/rotate) publishes and signs with the new key.")
 
@@ -386,7 +386,7 @@ async def clock_advance(request: Request) -> Response:
     body = _fields(await _body(request), {"advance": float}, required=True)
     with sb.lock:
         target = sb.now() + float(body["advance"])
-        if not 0 <= target <= MAX_CLOCK:  # tokens and error timestamps need a real date
+        if not 0 <= target <= LAST_TIMESTAMP:  # tokens and error timestamps need a real date
             raise AdminError(400, "invalid_request", f"advance: {body['advance']} would move the sandbox clock "
                                                      "outside 1970-01-01..9999-12-31")
         sb.advance(float(body["advance"]))

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import admin, endpoints, signin
+from .context import origin_of
 from .context import sts_endpoint as sts
-from .errors import internal_error
+from .errors import StsError, internal_error, render_json
 from .ids import RequestIds
 from .runtime import Runtime
 from .settings import Settings
@@ -26,8 +30,12 @@ def routes() -> list[BaseRoute]:
     """Paths exactly as Entra has them (entra-wire.md §1.2), then fakests' own under /_fakests/."""
     return [
         Mount("/_fakests", routes=admin.routes()),
+        # The token endpoint first after /_fakests: Starlette tries routes in order, and no route below
+        # matches a token path, so this only spares the busiest request a dozen regex matches.
+        Route("/{tenant}/oauth2/v2.0/token", sts("token", endpoints.token), methods=ANY),
+        Route("/{tenant}/oauth2/token", sts("token", endpoints.token), methods=ANY),
         Route("/error", sts("error", endpoints.error_lookup), methods=GET),
-        Route("/devicelogin", lambda r: RedirectResponse("/common/oauth2/deviceauth", 302), methods=GET),
+        Route("/devicelogin", _device_login_shortcut, methods=GET),
         Route("/common/discovery/instance", sts("instance_discovery", endpoints.instance_discovery), methods=GET),
         Route("/common/userrealm/{username}", sts("userrealm", endpoints.user_realm), methods=BOTH),
         Route("/common/oauth2/deviceauth", sts("device_login", signin.device_login, errors="page"), methods=BOTH),
@@ -39,8 +47,6 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/discovery/keys", sts("jwks", endpoints.jwks_v1), methods=GET),
         Route("/{tenant}/oauth2/v2.0/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
         Route("/{tenant}/oauth2/authorize", sts("authorize", signin.authorize, errors="page"), methods=BOTH),
-        Route("/{tenant}/oauth2/v2.0/token", sts("token", endpoints.token), methods=ANY),
-        Route("/{tenant}/oauth2/token", sts("token", endpoints.token), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
@@ -48,9 +54,19 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+async def _device_login_shortcut(request: Request) -> Response:
+    """``/devicelogin`` (the short address people type): a redirect to the device login page."""
+    return RedirectResponse("/common/oauth2/deviceauth", 302, headers=RequestIds.new(request.headers).headers())
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     ids = RequestIds.new(request.headers)
+    if exc.status_code == 405 and not request.url.path.startswith("/_fakests/"):
+        # A method an STS endpoint does not take: Entra's AADSTS900561, in the Entra error shape.
+        allow = dict(exc.headers or {})
+        error = StsError(900561, status=405, headers=allow, methods=allow.get("Allow", "GET"), method=request.method)
+        return render_json(error, ids, time.time(), origin_of(request, request.app.state.runtime.settings.public_url))
     body = {"error": "not_found" if exc.status_code == 404 else "invalid_request",
             "error_description": f"{exc.status_code} {exc.detail}: {request.method} {request.url.path}",
             "trace_id": ids.trace_id, "correlation_id": ids.correlation_id}
@@ -59,14 +75,34 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _crash(request: Request, exc: Exception) -> Response:
     # Last resort for failures outside sts_endpoint (which has its own): Entra's 500, no traceback.
+    # It sees the request as the server sent it, so it must not build ``request.url`` (see _AsciiQuery).
     ids = RequestIds.new(request.headers)
-    return internal_error(ids, time.time(), f"{request.url.scheme}://{request.headers.get('host', '')}")
+    scheme = request.scope.get("scheme", "http")
+    return internal_error(ids, time.time(), f"{scheme}://{request.headers.get('host', '')}")
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+class _AsciiQuery:
+    """Percent-encodes the raw query string's non-ASCII bytes, which uvicorn passes through: Starlette's
+    ``request.url`` decodes the query as strict UTF-8 and raises on anything else (``?\xff``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"")
+        if scope["type"] == "http" and not query.isascii():
+            scope = {**scope, "query_string": _NON_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], query)}
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
     """The fakests ASGI app. Pass a ``Runtime`` to share keys and sandboxes with the caller."""
     runtime = runtime or Runtime.start(settings)
-    app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error, Exception: _crash})
+    app = Starlette(routes=routes(), middleware=[Middleware(_AsciiQuery)],
+                    exception_handlers={HTTPException: _http_error, Exception: _crash})
     app.state.runtime = runtime
     app.state.sandboxes = runtime.sandboxes
     return app

@@ -136,7 +136,10 @@ def _verify_assertion(ctx: StsRequest, app: App, assertion: str) -> None:
 
 def _audience_ok(ctx: StsRequest, aud: str) -> bool:
     """``aud`` is this tenant's token endpoint, in any of its spellings (GUID or domain, v1 or v2)."""
-    m = _TOKEN_PATH.match(urlparse(aud).path)
+    try:
+        m = _TOKEN_PATH.match(urlparse(aud).path)
+    except ValueError:  # not a URL (e.g. "https://[x")
+        return False
     if not m:
         return False
     seg = m.group(1).lower()

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -81,11 +82,11 @@ class BodyTooLarge(Exception):
 
 async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], dict[str, str]]:
     """Query and form parameters, first value of each name. Only url-encoded bodies are forms."""
-    query = dict(reversed(list(request.query_params.multi_items())))
+    query = dict(reversed(list(request.query_params.multi_items()))) if request.scope.get("query_string") else {}
     if request.method != "POST":
         return query, {}
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
         raise BodyTooLarge
     body = b""
     async for chunk in request.stream():
@@ -103,12 +104,30 @@ async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], 
     return query, dict(reversed(pairs))
 
 
+# A Host header that can be a URL's authority: a name or IPv4 address, or an [IPv6] address; a port.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
 def origin_of(request: Request, public_url: str | None) -> str:
-    """The origin clients reach us at: the configured public URL, else scheme://Host of the request."""
+    """The origin clients reach us at: the configured public URL, else scheme://Host of the request
+    (the address the server listens on when Host is absent or cannot be part of a URL, e.g. ``[::1``)."""
     if public_url:
         return public_url.rstrip("/")
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return f"{request.url.scheme}://{host}"
+    host = request.headers.get("host", "")
+    if not _HOST.fullmatch(host):
+        name, port = request.scope.get("server") or ("localhost", None)
+        host = f"[{name}]" if ":" in name else name
+        host = f"{host}:{port}" if port else host
+    return f"{request.scope.get('scheme', 'http')}://{host}"
+
+
+def request_path(request: Request) -> str:
+    """``request.url.path`` without building the URL (several µs per request): for a plain path, one that
+    starts with a single "/" and is printable ASCII, it is the path with "?", "#" and "\\" escaped."""
+    path: str = request.scope["path"]
+    if path.startswith("/") and not path.startswith("//") and path.isascii() and path.isprintable():
+        return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    return request.url.path
 
 
 def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callable[[Request], Awaitable[Response]]:
@@ -122,10 +141,13 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
         origin = origin_of(request, settings.public_url)
         ctx: StsRequest | None = None
         sandbox = sandboxes.default
-        ids = RequestIds.new(request.headers, request.query_params)
+        ids = RequestIds.new(request.headers, request.query_params if request.scope.get("query_string") else None)
         try:
             query, form = await read_params(request, settings.max_body)
-            ids = RequestIds.new(request.headers, request.query_params, form)
+            # The ids come from the headers, then the query, then the form: only a form naming the
+            # client's id when neither of the others did changes them.
+            if ids.client_request_id is None and (form.get("client-request-id") or form.get("x-ms-client-request-id")):
+                ids = RequestIds.new(form)
             sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"))
             sandbox.last_used = time.monotonic()
             ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now())
@@ -154,8 +176,7 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             response = internal_error(ids, time.time(), origin)
             if ctx is not None:
                 ctx.notes.update(aadsts=50000, error="server_error")
-        for key, value in ids.headers().items():
-            response.headers.setdefault(key, value)
+        _add_missing_headers(response, ids.headers())
         if ctx is not None:
             _record(ctx, response, (time.perf_counter() - started) * 1000)
         return response
@@ -173,6 +194,26 @@ def _unparsed(request: Request, name: str, sandboxes: Sandboxes, segment: str, i
     return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now())
 
 
+def _header(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case) in ASGI raw headers: what Starlette's
+    ``Headers.get`` returns, without a ``Headers`` object and a ``KeyError`` per missing name."""
+    for key, value in raw:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _add_missing_headers(response: Response, headers: dict[str, str]) -> None:
+    """``response.headers.setdefault(name, value)`` for each of ``headers`` (lower-case names), on the
+    raw list that ``response.headers`` wraps."""
+    raw = response.raw_headers
+    present = {key for key, _ in raw}
+    for key, value in headers.items():
+        name = key.encode("latin-1")
+        if name not in present:
+            raw.append((name, value.encode("latin-1")))
+
+
 def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
     params = ctx.params
     entry = JournalEntry(
@@ -180,7 +221,7 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         sandbox=ctx.sandbox.sandbox_id,
         endpoint=ctx.endpoint,
         method=ctx.request.method,
-        path=ctx.request.url.path,
+        path=request_path(ctx.request),
         at=ctx.now,
         params=redact(params),
         client_id=ctx.notes.get("client_id") or params.get("client_id"),
@@ -192,14 +233,14 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         aadsts=ctx.notes.get("aadsts"),
         error=ctx.notes.get("error"),
         rule=ctx.notes.get("rule"),
-        retry_after=response.headers.get("retry-after"),
+        retry_after=_header(response.raw_headers, b"retry-after"),
         fault=ctx.notes.get("fault"),
         duration_ms=round(duration_ms, 3),
-        user_agent=ctx.request.headers.get("user-agent"),
+        user_agent=_header(ctx.request.scope["headers"], b"user-agent"),
         early_retry=bool(ctx.notes.get("early_retry")),
     )
     ctx.sandbox.journal.record(entry)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):
         log.info("%s %s %s sandbox=%s status=%s aadsts=%s rule=%s correlation_id=%s", ctx.request.method,
-                 ctx.request.url.path, ctx.endpoint, entry.sandbox, entry.status, entry.aadsts or "-",
+                 entry.path, ctx.endpoint, entry.sandbox, entry.status, entry.aadsts or "-",
                  entry.rule or "-", entry.correlation_id)

@@ -129,7 +129,10 @@ async def instance_discovery(ctx: StsRequest) -> Response:
     own = urlparse(ctx.origin)
     aliases = sorted({own.netloc, own.hostname or own.netloc})
     if endpoint:
-        target = urlparse(endpoint)
+        try:
+            target = urlparse(endpoint)
+        except ValueError:  # not a URL (e.g. "https://[x"): not an instance we know
+            raise StsError(50049, error="invalid_instance") from None
         if target.scheme != "https" or (target.netloc not in aliases and target.hostname not in aliases):
             raise StsError(50049, error="invalid_instance")
         tenant = target.path.strip("/").split("/")[0] or "common"
@@ -210,7 +213,7 @@ async def error_lookup(ctx: StsRequest) -> Response:
     from .catalog import CATALOG
 
     raw = ctx.get("code") or ""
-    entry = CATALOG.get(int(raw)) if raw.isdigit() and len(raw) < 10 else None
+    entry = CATALOG.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
     if entry is None:
         return HTMLResponse(pages.message("Error code lookup", f"No information for code '{raw}'."), status_code=404)
     return HTMLResponse(pages.message(f"AADSTS{entry.code}: {entry.name}", entry.message))

@@ -92,14 +92,55 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+# The request line plus headers a client may send. uvicorn's httptools protocol has no limit of its own
+# (a 16 MB header is read into memory and served); Entra's front end and common servers stop at 16-64 KiB.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
 def protocol_class() -> type | str:
-    """uvicorn's httptools protocol with the transport in the scope (``"auto"`` without httptools)."""
+    """uvicorn's httptools protocol with the transport in the scope and a cap on the request head
+    (``MAX_HEAD_BYTES``: answered 431 and closed), or ``"auto"`` without httptools."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
         return "auto"
 
     class FaultyHttpToolsProtocol(HttpToolsProtocol):
+        head_bytes = 0
+        head_too_large = False
+
+        def on_message_begin(self) -> None:
+            self.head_bytes = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self.head_bytes += size
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.head_too_large = True
+                raise _HeadTooLarge  # httptools stops parsing; uvicorn then calls send_400_response
+
+        def send_400_response(self, msg: str) -> None:
+            if not self.head_too_large:
+                return super().send_400_response(msg)
+            body = b"Request header fields too large."
+            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                 b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n%s" % (len(body), body))
+            self.transport.close()
+            return None
+
         def on_headers_complete(self) -> None:
             self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
             super().on_headers_complete()

@@ -17,7 +17,7 @@ from .clientauth import ClientAuth, authenticate
 from .context import StsRequest
 from .directory import MSA_TENANT_ID, App, User
 from .errors import StsError
-from .ids import entra_timestamp
+from .ids import LAST_TIMESTAMP, entra_timestamp
 from .tokens import Minter, parse_scopes
 
 Grant = Callable[[StsRequest], dict[str, Any]]
@@ -184,14 +184,25 @@ def on_behalf_of(ctx: StsRequest) -> dict[str, Any]:
                                      "verify_nbf": False})
     except jwt.PyJWTError:
         raise StsError(50013, reason="The signature did not match.") from None
-    if float(claims.get("exp", 0)) <= ctx.now:
-        raise StsError(500133, now=entra_timestamp(ctx.now), exp=entra_timestamp(float(claims.get("exp", 0))))
+    exp = _time_claim(claims, "exp") or 0.0
+    if exp <= ctx.now:
+        raise StsError(500133, now=entra_timestamp(ctx.now), exp=entra_timestamp(exp))
     if str(claims.get("aud")) not in client.app.resource_uris():
         raise StsError(50013, reason=f"The audience '{claims.get('aud')}' is not this application.")
     user = ctx.sandbox.directory.user_by_oid(str(claims.get("oid", "")))
     if user is None or "scp" not in claims:
         raise StsError(50013, reason="The assertion is not a user's delegated token.")
-    return _user_tokens(ctx, client, user, ctx.require("scope"), auth_time=claims.get("iat"))
+    return _user_tokens(ctx, client, user, ctx.require("scope"), auth_time=_time_claim(claims, "iat"))
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim of an assertion (None when absent); AADSTS50013 when it is not a date."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= LAST_TIMESTAMP:
+        raise StsError(50013, reason=f"The '{name}' claim is not a valid time.")
+    return float(value)
 
 
 GRANTS: dict[str, Grant] = {

@@ -19,7 +19,7 @@ from typing import Any
 # Never stored, never logged: these carry credentials or grants (issue 5, "Secrets").
 SECRET_PARAMS = frozenset({
     "client_secret", "password", "passwd", "client_assertion", "assertion", "code", "refresh_token",
-    "device_code", "code_verifier", "id_token_hint", "otc",
+    "device_code", "code_verifier", "id_token_hint", "otc", "fakests_sid",  # the SSO session id signs a user in
 })
 REDACTED = "***"
 
@@ -126,7 +126,7 @@ class Journal:
         request: (seconds asked, seconds the client actually waited)."""
         entries = self.entries(endpoint, **filters)
         return [(float(a.retry_after), b.at - a.at) for a, b in itertools.pairwise(entries)
-                if a.retry_after and a.retry_after.isdigit()]
+                if a.retry_after and a.retry_after.isascii() and a.retry_after.isdigit()]
 
 
 def next_seq() -> int:

@@ -153,6 +153,7 @@ class Sandboxes:
         self._by_tenant: dict[str, Sandbox] = {}
         self._by_client: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
+        self._next_expiry = 0.0  # monotonic time of the next idle check (expire_soon)
         self.default = self._add(DEFAULT_SANDBOX, template)
 
     def _add(self, sandbox_id: str, directory: Directory, id_map: dict[str, str] | None = None) -> Sandbox:
@@ -181,7 +182,9 @@ class Sandboxes:
         """A new sandbox: a fresh-id copy of the template directory unless one is given."""
         self.expire_idle()
         if len(self._by_id) >= self.settings.max_sandboxes:
-            raise SandboxLimit(f"{len(self._by_id)} sandboxes are alive (max_sandboxes)")
+            raise SandboxLimit(f"{len(self._by_id)} sandboxes are alive, the max_sandboxes limit: drop sandboxes "
+                               "when done (StsSandbox.drop(), DELETE /_fakests/sandboxes/{id}), or raise max_sandboxes "
+                               "(FAKESTS_MAX_SANDBOXES)")
         sandbox_id = uuid.uuid4().hex[:12]
         if directory is not None:
             return self._add(sandbox_id, directory)
@@ -200,21 +203,35 @@ class Sandboxes:
         return True
 
     def get(self, sandbox_id: str) -> Sandbox | None:
+        self.expire_soon()
         return self._by_id.get(sandbox_id)
 
     def all(self) -> list[Sandbox]:
+        self.expire_soon()
         return list(self._by_id.values())
 
     def expire_idle(self) -> None:
+        """Drop every sandbox (but the default) unused for ``sandbox_idle_ttl`` seconds."""
         limit = time.monotonic() - self.settings.sandbox_idle_ttl
-        for sb in [s for s in self._by_id.values() if s.last_used < limit and s.sandbox_id != DEFAULT_SANDBOX]:
+        with self._lock:
+            idle = [s for s in self._by_id.values() if s.last_used < limit and s.sandbox_id != DEFAULT_SANDBOX]
+        for sb in idle:
             self.drop(sb.sandbox_id)
+
+    def expire_soon(self) -> None:
+        """``expire_idle``, at most once a second (or once per ttl, if shorter): requests and admin
+        calls go through here, so an idle sandbox's tenant stops answering once its ttl is over."""
+        now = time.monotonic()
+        if now >= self._next_expiry:
+            self._next_expiry = now + min(1.0, self.settings.sandbox_idle_ttl)
+            self.expire_idle()
 
     def resolve(self, segment: str, client_id: str | None) -> tuple[Sandbox, Tenant | None]:
         """The sandbox and tenant a request is for. Tenant is None for the multi-tenant segments
         (``common``, ``organizations``, ``consumers``); an unknown tenant resolves to the client's
         (or the default) sandbox with tenant None and ``segment`` not special, which callers turn
         into AADSTS90002."""
+        self.expire_soon()
         seg = segment.lower()
         by_client = self._by_client.get(client_id or "") or self.default
         if seg in SPECIAL_TENANTS:

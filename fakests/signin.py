@@ -14,6 +14,7 @@ or a plain HTTP client can finish the flow. With ``auto_sign_in`` (a sandbox set
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import urlparse
 
@@ -28,6 +29,7 @@ from .grants import check_user
 from .sandbox import IssuedCode, Sandbox, Sandboxes
 from .tokens import OIDC_SCOPES, Scopes, client_info, parse_scopes
 
+_SESSION_COOKIE = re.compile(r"fakests-session-[A-Za-z0-9_-]+")
 STEP_FIELDS = frozenset({"login", "passwd", "pick", "consent", "decision", "fakests_sid", "otc"})
 RESPONSE_MODES = ("query", "fragment", "form_post")
 
@@ -45,7 +47,10 @@ def redirect_allowed(app: App, redirect_uri: str) -> bool:
     native apps and MSAL's ``http://localhost:{port}`` listener)."""
     if redirect_uri in app.redirect_uris:
         return True
-    got = urlparse(redirect_uri)
+    try:
+        got = urlparse(redirect_uri)
+    except ValueError:  # not a URL at all (e.g. "http://[::1"), so not a registered one
+        return False
     for registered in app.redirect_uris:
         want = urlparse(registered)
         if (want.scheme == got.scheme == "http" and want.hostname in ("localhost", "127.0.0.1")
@@ -254,7 +259,7 @@ async def logout(ctx: StsRequest) -> Response:
         response = _html(pages.message("You signed out of your account",
                                        "It's a good idea to close all browser windows."))
     for name, sid in ctx.request.cookies.items():
-        if name.startswith("fakests-session-"):
+        if _SESSION_COOKIE.fullmatch(name):  # ours (a browser may send any name, not all can be set back)
             sb = sandboxes.get(name.removeprefix("fakests-session-"))
             if sb is not None:
                 with sb.lock:
