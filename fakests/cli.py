@@ -31,6 +31,7 @@ from . import mint, scenarios
 from .app import create_app
 from .directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
 from .errors import ConfigError
+from .faults import protocol_class
 from .keys import new_key_and_cert
 from .pages import BANNER
 from .runtime import Runtime, ensure_client_certificate
@@ -229,8 +230,10 @@ def serve_forever(runtime: Runtime, on_started: Callable[[int], None]) -> None:
     """Run uvicorn in the foreground until SIGINT/SIGTERM."""
     configure_logging()
     tls, s = runtime.tls, runtime.settings
+    # protocol_class(): uvicorn's httptools protocol plus the transport in the scope (real connection faults)
+    # and a cap on request heads; the same as FakeSTS uses.
     config = uvicorn.Config(create_app(runtime=runtime), host=s.host, port=s.port, log_level="warning",
-                            access_log=False, lifespan="off", server_header=False,
+                            access_log=False, lifespan="off", server_header=False, http=protocol_class(),
                             ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     _ForegroundServer(config, on_started).run()
 

@@ -18,6 +18,7 @@ import re
 import secrets
 from urllib.parse import urlparse
 
+import jwt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from . import pages
@@ -247,10 +248,28 @@ async def device_login(ctx: StsRequest) -> Response:
     return _with_session(_html(page), sb, sid, secure)
 
 
+def _logout_target(ctx: StsRequest) -> str | None:
+    """``post_logout_redirect_uri`` when it is registered for the app that ``client_id`` or the
+    ``id_token_hint``'s ``aud`` names; otherwise no redirect (Entra shows its signed-out page), so
+    logout is not an open redirect."""
+    target = ctx.get("post_logout_redirect_uri")
+    if not target:
+        return None
+    client_id = ctx.get("client_id")
+    hint = ctx.get("id_token_hint")
+    if client_id is None and hint:
+        try:
+            client_id = str(jwt.decode(hint, options={"verify_signature": False}).get("aud") or "")
+        except jwt.PyJWTError:
+            client_id = None
+    app = ctx.sandbox.directory.apps.get(client_id or "")
+    return target if app is not None and redirect_allowed(app, target) else None
+
+
 async def logout(ctx: StsRequest) -> Response:
     """``GET|POST /{tenant}/oauth2/v2.0/logout``: ends every fakests SSO session the browser holds."""
     sandboxes: Sandboxes = ctx.request.app.state.sandboxes
-    target = ctx.get("post_logout_redirect_uri")
+    target = _logout_target(ctx)
     if target:
         state = ctx.get("state")
         sep = "&" if "?" in target else "?"

@@ -68,9 +68,15 @@ def test_prompt_login_asks_again_despite_the_session(fake_sts: StsSandbox) -> No
 def test_logout_ends_the_session(fake_sts: StsSandbox) -> None:
     session = fake_sts.http_client()
     fake_sts.sign_in(_authorize_url(fake_sts), REDIRECT, session=session)
-    out = session.get(f"{fake_sts.authority()}/oauth2/v2.0/logout?post_logout_redirect_uri=https%3A%2F%2Fapp%2F",
-                      allow_redirects=False)
-    assert out.status_code == 302 and out.headers["location"] == "https://app/"
+    logout = f"{fake_sts.authority()}/oauth2/v2.0/logout"
+    # Not registered for any app named in the request: no redirect (no open redirect), the signed-out page.
+    stray = session.get(f"{logout}?post_logout_redirect_uri=https%3A%2F%2Fevil.test%2F", allow_redirects=False)
+    assert stray.status_code == 200 and "You signed out" in stray.text
+    fake_sts.sign_in(_authorize_url(fake_sts), REDIRECT, session=session)
+    target = "https://app.example.test/callback"  # registered on the web app
+    out = session.get(logout, params={"post_logout_redirect_uri": target, "client_id": fake_sts.web.client_id,
+                                      "state": "bye"}, allow_redirects=False)
+    assert out.status_code == 302 and out.headers["location"] == f"{target}?state=bye"
     silent = session.get(_authorize_url(fake_sts, prompt="none"), allow_redirects=False)
     assert _redirect_params(silent.headers["location"])["error"] == "login_required"
 
