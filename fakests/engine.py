@@ -144,9 +144,14 @@ class Engine:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        self.states: list[RuleState] = []
+        self.states: list[RuleState] = []  # replaced, never changed in place (``_candidates`` indexes it)
         self.not_before: dict[str, float] = {}  # client key -> time its last Retry-After ends
         self._lock = threading.Lock()
+        # ``states`` indexed by the client ids rules name, so a request only tries the rules that can
+        # match it (50 rules for other clients cost nothing); rebuilt when ``states`` is replaced.
+        self._indexed: list[RuleState] | None = None
+        self._open: list[tuple[int, RuleState]] = []  # rules that name no client_id, with load position
+        self._by_client: dict[str, list[tuple[int, RuleState]]] = {}
 
     # --- loading ------------------------------------------------------------------------------------
     def load(self, scenario: Scenario) -> list[RuleState]:
@@ -173,16 +178,34 @@ class Engine:
             return [s.summary() for s in self.states]
 
     # --- deciding -----------------------------------------------------------------------------------
+    def _candidates(self, client_id: str | None) -> list[RuleState]:
+        """The rules a request from ``client_id`` can match, in load order: those naming no client_id
+        and those naming this one (``matches`` rejects every other). Call under the lock."""
+        if self._indexed is not self.states:
+            self._open, self._by_client = [], {}
+            for position, state in enumerate(self.states):
+                if state.rule.match.client_id:
+                    for cid in dict.fromkeys(state.rule.match.client_id):
+                        self._by_client.setdefault(cid, []).append((position, state))
+                else:
+                    self._open.append((position, state))
+            self._indexed = self.states
+        named = self._by_client.get(client_id) if client_id is not None else None
+        if not named:
+            return [state for _, state in self._open]
+        return [state for _, state in sorted(self._open + named, key=lambda p: p[0])]
+
     async def intercept(self, ctx: StsRequest) -> Response | None:
         facts = Facts(ctx)
         now = ctx.now
-        client_key = ctx.notes.get("client_id") or ctx.client_id or "-"
+        client_id = ctx.notes.get("client_id") or ctx.client_id
+        client_key = client_id or "-"
         chosen: RuleState | None = None
         throttled: tuple[RuleState, int] | None = None
         with self._lock:
             if now < self.not_before.get(client_key, 0.0):
                 ctx.notes["early_retry"] = True
-            for state in self.states:
+            for state in self._candidates(client_id):
                 if not matches(state.rule, ctx, facts):
                     continue
                 if state.rule.throttle is not None:

@@ -14,13 +14,12 @@ or a bad value raises ``ConfigError(file, key, reason)`` and nothing is loaded.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 from .catalog import CATALOG
 from .errors import ConfigError
@@ -138,7 +137,14 @@ SCHEMA: dict[str, Any] = {
                   "description": "Tried in order; the first rule that matches and fires answers."},
     },
 }
-_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+@functools.cache
+def _validator() -> Any:
+    """The schema's validator, made on first use: importing jsonschema takes ~30 ms of every start."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def _key(path: Sequence[object]) -> str:
 
 def parse(data: object, source: str = "<api>", default_name: str = "scenario") -> Scenario:
     """Validate ``data`` (a parsed YAML/JSON document) and build the ``Scenario``."""
-    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if errors:
         err = errors[0]
         if err.validator == "oneOf" and err.schema is RULE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,24 @@ def test_probability_with_a_seed_repeats_exactly(fake_sts: StsSandbox) -> None:
     fake_sts.clear_scenarios()
     fake_sts.fail("token", aadsts=70012, probability=0.5, seed=7)
     assert _statuses(fake_sts, 20) == first and 500 in first and 200 in first
+
+
+def test_rules_for_other_clients_are_skipped_and_load_order_holds(fake_sts: StsSandbox) -> None:
+    """The engine tries only the rules that can match the client (indexed by client_id); among those,
+    rules naming no client and rules naming this one still answer in load order."""
+    daemon = fake_sts.daemon.client_id
+    others = [fake_sts.fail("token", client_id=str(uuid.uuid4()), aadsts=70012) for _ in range(50)]
+    mine = fake_sts.fail("token", client_id=daemon, status=503, body="", times=1)
+    anyone = fake_sts.fail("token", aadsts=70012, times=1)
+    also_mine = fake_sts.fail("token", client_id=[str(uuid.uuid4()), daemon], status=502, body="", times=1)
+    assert _statuses(fake_sts, 4) == [503, 500, 502, 200]
+    assert all(r.matched == 0 for r in others)
+    assert [(r.matched, r.fired) for r in (mine, anyone, also_mine)] == [(4, 1), (3, 1), (2, 1)]
+    for rule in (mine, anyone, also_mine):
+        rule.remove()
+    first = fake_sts.fail("token", status=504, body="", times=1)
+    fake_sts.fail("token", client_id=daemon, status=503, body="", times=1)
+    assert _statuses(fake_sts, 3) == [504, 503, 200] and first.fired == 1
 
 
 def test_window_on_the_sandbox_clock(fake_sts: StsSandbox) -> None:

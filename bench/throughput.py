@@ -1,0 +1,364 @@
+"""fakests' token endpoint against the performance floor, side by side in one run (read the ratios).
+
+    python bench/throughput.py [--rounds 5] [--duration 5] [--start-rounds 11] [--quick]
+                               [--only throughput,coldstart,memory]
+
+Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); without it a small Python load generator
+stands in (slower than the servers: its requests/s say little, its CPU per request still holds).
+
+The floor is ``bench/floor_app.py`` (a copy of ``../shared/bench/floor_app.py``): bare Starlette on
+uvicorn parsing the same form and signing the same RS256 token. Servers run as subprocesses on
+127.0.0.1 pinned to CPU 0 (``taskset -c 0``); wrk runs on CPU 1 (one thread, 16 keep-alive
+connections) and so does this script. fakests runs as ``fakests serve --no-tls --no-log-requests``
+(plain HTTP like the floor; one row over TLS for information) with the scenario engine on: 50 rules
+loaded that never match (``match: {endpoint: token, client_id: <random guid>}``); the journal is on
+(always) at its default bound. Both get the same client-credentials form on the same path.
+
+Prints medians over ``--rounds`` interleaved rounds (floor and fakests alternate within each round):
+- token endpoint, 1 worker and 2 workers (both also on CPU 0): server CPU per request (utime+stime of the
+  server process and its children from /proc, divided by the requests served) and requests/s.
+  Target: fakests <= 1.1x the floor's CPU per request. Without ``fakests serve --workers`` the 2-worker
+  row says "n/a (no --workers)".
+- cold start (``--start-rounds``, wall clock, polled every ms from CPU 1): process start until the first
+  discovery request is answered. fakests with keys and CA
+  already in the state directory vs the floor (FLOOR_KEYS=1; also the bare FLOOR_KEYS=0 app).
+  Target: <= 1.3x. fakests' first start (keys and CA made) is reported apart.
+- memory: RSS of the fakests server after 0, 50k, 100k, 150k, 200k token requests (the journal holds
+  10,000). Target: flat once the journal is full (no growth from 100k to 200k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import cryptography
+import jwt
+import starlette
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import WRK_HINT, Load, Server, free_port, pin_self, run_load, wrk_path
+
+from fakests import defaults as d
+
+BENCH_DIR = Path(__file__).resolve().parent
+SERVER_CPU, LOAD_CPU = 0, 1
+TOKEN_PATH = f"/{d.TENANT_ID}/oauth2/v2.0/token"
+DISCOVERY_PATH = f"/{d.TENANT_ID}/v2.0/.well-known/openid-configuration"
+FORM = urlencode({"grant_type": "client_credentials", "client_id": d.DAEMON_ID, "client_secret": d.DAEMON_SECRET,
+                  "scope": f"{d.API_URI}/.default"})
+INACTIVE_RULES = 50
+CPU_TARGET, START_TARGET = 1.10, 1.30
+FLAT_SLACK = 1 << 20  # RSS "flat": at most 1 MiB more at the end than at the half-way mark
+NA_WORKERS = "n/a (no --workers)"
+
+
+# --- servers ----------------------------------------------------------------------------------------
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without FAKESTS_* settings (flags decide), plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_")}, **extra}
+
+
+def floor_server(*, workers: int = 1, keys: bool = True, cpu: int = SERVER_CPU) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(BENCH_DIR), "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    name = f"floor x{workers}" + ("" if keys else " (FLOOR_KEYS=0)")
+    return Server(name, argv, port=port, ready_path=DISCOVERY_PATH, cpu=cpu, cwd=str(BENCH_DIR),
+                  env=clean_env(FLOOR_KEYS="1" if keys else "0"))
+
+
+def fakests_server(state_dir: Path, *, workers: int = 1, tls: bool = False, rules: Path | None = None,
+                   cpu: int = SERVER_CPU) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "fakests", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--state-dir", str(state_dir), "--no-log-requests", "--tls" if tls else "--no-tls"]
+    if rules is not None:
+        argv += ["--scenarios", str(rules)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    name = f"fakests x{workers}" + (" TLS" if tls else "")
+    # cwd: away from any ./scenarios or ./fakests (python -m puts the cwd first on sys.path).
+    return Server(name, argv, port=port, ready_path=DISCOVERY_PATH, tls=tls, cpu=cpu, env=clean_env(),
+                  cwd=str(state_dir.parent))
+
+
+def fakests_supports_workers() -> bool:
+    """Whether ``fakests serve`` has ``--workers`` (the ``workers`` setting)."""
+    out = subprocess.run([sys.executable, "-m", "fakests", "serve", "--help"], capture_output=True, text=True,
+                         timeout=60, env=clean_env(), check=False)
+    return "--workers" in out.stdout
+
+
+def write_inactive_rules(path: Path, count: int = INACTIVE_RULES) -> Path:
+    """A scenario file of ``count`` token rules that never match (a random client id each)."""
+    lines = ["name: bench-inactive", "description: rules that never match, to keep the engine busy", "rules:"]
+    for i in range(count):
+        lines += [f"  - id: never-{i}", "    match:", "      endpoint: token", f"      client_id: {uuid.uuid4()}",
+                  "    response:", "      aadsts: 70012"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def prepare_state(state_dir: Path) -> Path:
+    """Make the signing key, client certificate and CA once, as a first ``fakests serve`` would."""
+    from fakests.runtime import Runtime
+    from fakests.settings import Settings
+
+    Runtime.start(Settings(state_dir=state_dir, tls=True))
+    return state_dir
+
+
+@contextlib.contextmanager
+def running(servers: list[Server]) -> Iterator[list[Server]]:
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# --- measurements -----------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One load run against one server: requests/s and server CPU seconds per request."""
+
+    load: Load
+    cpu_per_request: float
+
+    @property
+    def rps(self) -> float:
+        return self.load.rps
+
+
+def measure(server: Server, *, connections: int, duration: float, force_python: bool = False,
+            max_requests: int = 0) -> Sample:
+    before = server.cpu()
+    load = run_load(server.port, TOKEN_PATH, FORM, connections=connections, duration=duration, tls=server.tls,
+                    max_requests=max_requests, force_python=force_python)
+    used = server.cpu() - before
+    if load.requests == 0 or load.errors:
+        raise RuntimeError(f"{server.name}: {load.errors} errors in {load.requests} requests:\n{server.output()}")
+    return Sample(load, used / load.requests)
+
+
+@dataclass
+class Series:
+    """Per-round figures of one configuration."""
+
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, key: Callable[[Sample], float]) -> float:
+        return statistics.median(key(s) for s in self.samples)
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    """Per-round ratios a/b (rounds are interleaved, so each pair saw the same machine)."""
+    return [x / y for x, y in zip(a, b, strict=True) if y > 0]
+
+
+def throughput(args: argparse.Namespace, state_dir: Path, rules: Path, workers_ok: bool) -> dict[str, Series]:
+    configs: list[tuple[str, Callable[[], Server]]] = [
+        ("floor x1", lambda: floor_server()),
+        ("fakests x1", lambda: fakests_server(state_dir, rules=rules)),
+        ("fakests x1 TLS", lambda: fakests_server(state_dir, rules=rules, tls=True)),
+        ("floor x2", lambda: floor_server(workers=2)),
+    ]
+    if workers_ok:
+        configs.append(("fakests x2", lambda: fakests_server(state_dir, rules=rules, workers=2)))
+    series = {name: Series(name) for name, _ in configs}
+    servers: dict[str, Server] = {}
+    with running([]) as started:
+        for name, make in configs:
+            servers[name] = make()
+            started.append(servers[name])
+        for server in servers.values():
+            server.wait_ready()
+            if args.warmup > 0:
+                measure(server, connections=args.connections, duration=args.warmup, force_python=args.python_load)
+        names = list(servers)
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                series[name].samples.append(measure(servers[name], connections=args.connections,
+                                                    duration=args.duration, force_python=args.python_load))
+            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return series
+
+
+def cold_start(args: argparse.Namespace, state_dir: Path, tmp: Path) -> dict[str, list[float]]:
+    fresh = iter(range(1, 10_000))
+    kinds: list[tuple[str, Callable[[], Server]]] = [
+        ("floor", lambda: floor_server()),
+        ("floor bare", lambda: floor_server(keys=False)),
+        ("fakests", lambda: fakests_server(state_dir)),
+        ("fakests TLS", lambda: fakests_server(state_dir, tls=True)),
+        ("fakests first start", lambda: fakests_server(tmp / f"fresh-{next(fresh)}", tls=True)),
+    ]
+    out: dict[str, list[float]] = {name: [] for name, _ in kinds}
+    for r in range(args.start_rounds + 1):  # round 0 warms the file caches and is dropped
+        for name, make in kinds if r % 2 == 0 else reversed(kinds):
+            with running([make()]) as (server,):
+                seconds = server.wait_ready()
+            if r > 0:
+                out[name].append(seconds)
+    return out
+
+
+def memory(args: argparse.Namespace, state_dir: Path, rules: Path) -> list[tuple[int, int]]:
+    """(requests served, RSS bytes) at 0 and after each quarter of ``args.memory_requests``."""
+    step = args.memory_requests // 4
+    points: list[tuple[int, int]] = []
+    with running([fakests_server(state_dir, rules=rules)]) as (server,):
+        server.wait_ready()
+        points.append((0, server.rss()))
+        served = 0
+        for _ in range(4):
+            sample = measure(server, connections=args.connections, duration=600, max_requests=step,
+                             force_python=args.python_load)
+            served += sample.load.requests
+            points.append((served, server.rss()))
+            print(f"  memory: {served:,} requests", file=sys.stderr, flush=True)
+    return points
+
+
+# --- report -----------------------------------------------------------------------------------------
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.0f} ms"
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"<= {target:.2f}x {'OK' if ratio <= target else 'MISSED'}"
+
+
+def report(args: argparse.Namespace, tool: str, workers_ok: bool, series: dict[str, Series] | None,
+           starts: dict[str, list[float]] | None, mem: list[tuple[int, int]] | None) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+    if series is not None:
+        floor1 = series["floor x1"]
+
+        def pair(label: str, fk: Series, base: Series, target: float | None) -> None:
+            cpu = ratios([s.cpu_per_request for s in fk.samples], [s.cpu_per_request for s in base.samples])
+            rps = ratios([s.rps for s in fk.samples], [s.rps for s in base.samples])
+            rc = statistics.median(cpu)
+            rows.append((f"{label}: server CPU/request", us(base.median(lambda s: s.cpu_per_request)),
+                         us(fk.median(lambda s: s.cpu_per_request)),
+                         f"{rc:.2f}x ({min(cpu):.2f}-{max(cpu):.2f})",
+                         verdict(rc, target) if target else "info"))
+            rows.append((f"{label}: requests/s", f"{base.median(lambda s: s.rps):,.0f}",
+                         f"{fk.median(lambda s: s.rps):,.0f}", f"{statistics.median(rps):.2f}x", ""))
+
+        pair("token, 1 worker", series["fakests x1"], floor1, CPU_TARGET)
+        if workers_ok:
+            pair("token, 2 workers", series["fakests x2"], series["floor x2"], CPU_TARGET)
+        else:
+            floor2 = series["floor x2"]
+            rows.append(("token, 2 workers: server CPU/request", us(floor2.median(lambda s: s.cpu_per_request)),
+                         NA_WORKERS, "", ""))
+            rows.append(("token, 2 workers: requests/s", f"{floor2.median(lambda s: s.rps):,.0f}", NA_WORKERS, "", ""))
+        pair("token over TLS (floor: HTTP), 1 worker", series["fakests x1 TLS"], floor1, None)
+    if starts is not None:
+        floor, bare = starts["floor"], starts["floor bare"]
+        for label, name, base, target in (
+            ("cold start to first discovery answer", "fakests", floor, START_TARGET),
+            ("  the same vs the bare floor (FLOOR_KEYS=0)", "fakests", bare, None),
+            ("  fakests over TLS (keys, CA on disk)", "fakests TLS", floor, None),
+            ("  fakests first start (keys and CA made)", "fakests first start", floor, None),
+        ):
+            r = ratios(starts[name], base)
+            rows.append((label, ms(statistics.median(base)), ms(statistics.median(starts[name])),
+                         f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})",
+                         verdict(statistics.median(r), target) if target else "info"))
+    if mem is not None:
+        for served, rss in mem:
+            rows.append((f"memory: fakests RSS after {served:,} token requests", "", f"{rss / 2**20:,.1f} MiB", "",
+                         ""))
+        half, end = mem[2][1], mem[-1][1]
+        growth = end - half
+        rows.append((f"memory: growth {mem[2][0]:,} -> {mem[-1][0]:,} requests", "", f"{growth / 2**20:+,.1f} MiB",
+                     "", f"flat (<= +1 MiB) {'OK' if growth <= FLAT_SLACK else 'MISSED'}"))
+    widths = [max(len(r[i]) for r in [*rows, ("what", "floor", "fakests", "ratio", "target")]) for i in range(5)]
+    head = (f"fakests vs the floor: {args.rounds} interleaved rounds x {args.duration:g} s (cold starts: "
+            f"{args.start_rounds} rounds), {args.connections} "
+            f"keep-alive connections, load by {tool} on CPU {LOAD_CPU}, servers on CPU {SERVER_CPU}; "
+            f"{INACTIVE_RULES} inactive rules, journal on; medians (ratio: median of per-round ratios, min-max)\n"
+            f"Python {platform.python_version()}, uvicorn {uvicorn.__version__}, starlette {starlette.__version__}, "
+            f"PyJWT {jwt.__version__}, cryptography {cryptography.__version__}, {os.cpu_count()} CPUs")
+    lines = [head, ""]
+    for i, row in enumerate([("what", "floor", "fakests", "ratio", "target"), *rows]):
+        lines.append("  ".join([row[0].ljust(widths[0]), *(c.rjust(widths[j + 1]) for j, c in enumerate(row[1:4])),
+                                row[4]]).rstrip())
+        if i == 0:
+            lines.append("-" * len(lines[-1]))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per round and server")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load per server first (0: none)")
+    parser.add_argument("--start-rounds", type=int, default=11,
+                        help="interleaved rounds of cold starts (default 11: wall-clock figures are the noisiest)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--memory-requests", type=int, default=200_000, help="token requests in the memory run")
+    parser.add_argument("--only", default="throughput,coldstart,memory", help="comma-separated sections to run")
+    parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is here")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (2 rounds x 1 s, 20k requests)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.start_rounds, args.duration, args.warmup, args.memory_requests = 2, 3, 1.0, 1.0, 20_000
+    args.rounds = max(1, min(args.rounds, 100))
+    args.start_rounds = max(1, min(args.start_rounds, 100))
+    args.duration = max(0.2, min(args.duration, 120.0))  # wrk runs whole seconds (at least 1)
+    args.warmup = max(0.0, min(args.warmup, 60.0))
+    args.connections = max(1, min(args.connections, 256))
+    args.memory_requests = max(4, min(args.memory_requests, 2_000_000))
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    sections = {s.strip() for s in args.only.split(",")}
+    if not pin_self(LOAD_CPU):
+        print(f"warning: fewer than {LOAD_CPU + 1} CPUs: server and load share a core", file=sys.stderr)
+    if not wrk_path() and not args.python_load:
+        print(WRK_HINT, file=sys.stderr)
+        args.python_load = True
+    tool = "the Python load generator" if args.python_load else "wrk"
+    workers_ok = fakests_supports_workers()
+    with tempfile.TemporaryDirectory(prefix="fakests-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        state_dir = prepare_state(tmp / "state")
+        rules = write_inactive_rules(tmp / "inactive.yaml")
+        series = throughput(args, state_dir, rules, workers_ok) if "throughput" in sections else None
+        starts = cold_start(args, state_dir, tmp) if "coldstart" in sections else None
+        mem = memory(args, state_dir, rules) if "memory" in sections else None
+    text = report(args, tool, workers_ok, series, starts, mem)
+    print(text)
+    if not workers_ok and series is not None:
+        print(f"\nfakests serve has no --workers yet: the 2-worker row is {NA_WORKERS}.")
+    return text
+
+
+if __name__ == "__main__":
+    main()
