@@ -50,7 +50,8 @@ def start_webapp(fake_sts: StsSandbox) -> Iterator[Callable[[str], str]]:
             assert thread.is_alive() and time.monotonic() < deadline, "the example app did not start"
             time.sleep(0.01)
         url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        fake_sts.sandbox.directory.apps[fake_sts.web.client_id].redirect_uris.append(f"{url}/auth/callback")
+        # The callback, and the home page for sign-out (post_logout_redirect_uri must be registered).
+        fake_sts.sandbox.directory.apps[fake_sts.web.client_id].redirect_uris += [f"{url}/auth/callback", f"{url}/"]
         return url
 
     try:

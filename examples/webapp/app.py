@@ -340,7 +340,8 @@ def create_app(settings: Settings) -> Starlette:
     async def logout(request: Request) -> Response:
         key, _ = store.get(request)
         store.drop(key)
-        query = urlencode({"post_logout_redirect_uri": str(request.url_for("index"))})
+        # Entra redirects after sign-out only to a URI registered on the app named by client_id.
+        query = urlencode({"post_logout_redirect_uri": str(request.url_for("index")), "client_id": settings.client_id})
         target = f"{settings.authority}/oauth2/v2.0/logout?{query}"
         response = RedirectResponse(target, status_code=302)
         response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="none")
