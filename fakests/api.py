@@ -28,7 +28,7 @@ from .directory import App, Certificate, User
 from .journal import Journal
 from .sandbox import Sandbox, Sandboxes
 from .scripting import ArmedRule, arm, armed, build_rule
-from .server import trusting_session
+from .sessions import trusting_session
 from .transport import ASGIAdapter
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from .api import StsSandbox
 from .directory import App, User
 from .journal import Journal, JournalEntry
 from .scripting import build_rule
-from .server import trusting_session
+from .sessions import trusting_session
 
 
 class RemoteRule:

@@ -16,9 +16,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import requests
 import uvicorn
-from requests.adapters import HTTPAdapter
 
 from .app import create_app
 from .faults import protocol_class
@@ -26,6 +24,8 @@ from .runtime import Runtime
 from .settings import Settings
 
 if TYPE_CHECKING:
+    import requests
+
     from .api import StsSandbox
 
 
@@ -152,33 +152,6 @@ class FakeSTS:
         """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``
         says (entra-wire.md §7.12), and that carries MSAL Python's port-less user-realm lookup
         (``https://localhost/common/userrealm/...``, §7.9) to this server's port."""
+        from .sessions import trusting_session  # requests is for clients: keep it off the server's start path
+
         return trusting_session(self.ca_path, self.url)
-
-
-def trusting_session(ca_path: str, url: str) -> requests.Session:
-    """See ``FakeSTS.session``; also used for an already running instance (``FAKESTS_URL``)."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = ca_path
-    # MSAL Python builds the ROPC user-realm URL from the authority's host without its port
-    # (msal/authority.py user_realm_discovery). Route exactly that path back to our port; every
-    # other URL is untouched.
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.port not in (None, 443):
-        session.mount(f"https://{parts.hostname}/common/userrealm/", _PortRestoring(parts.port or 443))
-    return session
-
-
-class _PortRestoring(HTTPAdapter):
-    def __init__(self, port: int) -> None:
-        super().__init__(max_retries=0)
-        self._port = port
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        from urllib.parse import urlsplit, urlunsplit
-
-        parts = urlsplit(request.url or "")
-        request.url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{self._port}"))
-        return super().send(request, *args, **kwargs)
