@@ -8,6 +8,9 @@ import pytest
 
 from fakests.settings import Settings
 
+# Real Chromium for the browser tests: the playwright_driver and browser fixtures.
+pytest_plugins = ["tests.chromium"]
+
 
 @pytest.fixture(scope="session")
 def fake_sts_settings(fake_sts_settings: Settings) -> Settings:  # type: ignore[override]

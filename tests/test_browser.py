@@ -17,10 +17,7 @@ browser download is not used. Screenshots of every page go to ``tests/artifacts/
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
-import os
 import re
 import ssl
 import threading
@@ -33,30 +30,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 from playwright.sync_api import Error as PlaywrightError
 
 from fakests.api import StsSandbox
-from fakests.server import FakeSTS
 from fakests.tls import ensure_tls
+from tests.chromium import ARTIFACTS, WAIT_MS
 
-CHROMIUM = os.environ.get("FAKESTS_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium dials out (component updates, sync...), which a
-# closed network refuses; --headless etc. keep it quiet and deterministic.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-WAIT_MS = 15_000
 ERROR_HEADING = "Sorry, but we're having trouble signing you in."
-
-
-def spki_sha256(cert_pem: bytes) -> str:
-    """Base64 SHA-256 of a certificate's SubjectPublicKeyInfo: Chromium's SPKI pin format."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 # --- the client's redirect URI: a tiny HTTP receiver ------------------------------------------------
@@ -133,29 +114,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 # --- the browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def playwright_driver() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install chromium` (CI installs it "
-                    "in .ci/run), or set FAKESTS_CHROMIUM to a Chromium binary", pytrace=False)
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_driver: Playwright, fake_sts_server: FakeSTS) -> Iterator[Browser]:
-    """Chromium trusting exactly the fakests server certificate (by its public key)."""
-    assert fake_sts_server.runtime.tls is not None, "the browser tests need fakests over TLS"
-    pin = spki_sha256(fake_sts_server.runtime.tls.cert.read_bytes())
-    browser = playwright_driver.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
-        timeout=30_000)
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 @pytest.fixture

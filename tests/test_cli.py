@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import re
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,6 +21,7 @@ from fakests.errors import ConfigError
 from fakests.pages import BANNER
 from fakests.runtime import Runtime
 from fakests.settings import Settings
+from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "config.yaml"
@@ -283,33 +280,12 @@ def test_env_output_evaluates_in_a_shell(tmp_path: Path, capsys: pytest.CaptureF
 
 
 # --- a real server --------------------------------------------------------------------------------------
-def _pump(stream: Any, sink: queue.Queue[str]) -> None:
-    for line in stream:
-        sink.put(line)
-
-
 @pytest.mark.parametrize(("config", "home_tenant"), [
     (None, defaults.TENANT_ID), (EXAMPLE, "5e1f0000-0000-4000-8000-000000000001")], ids=["default", "example"])
 def test_serve_in_a_subprocess(tmp_path: Path, config: Path | None, home_tenant: str) -> None:
-    cmd = [sys.executable, "-m", "fakests", "serve", "--port", "0", "--state-dir", str(tmp_path / "state")]
-    cmd += ["--config", str(config)] if config else []
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**_clean_env(), "PYTHONUNBUFFERED": "1"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out: queue.Queue[str] = queue.Queue()
-    err: queue.Queue[str] = queue.Queue()
-    pumps = [threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
-             threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
-    for t in pumps:
-        t.start()
-    banner: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not any(line.startswith("Ready on ") for line in banner):
-            assert proc.poll() is None, f"fakests exited {proc.returncode}: {list(err.queue)}"
-            assert time.monotonic() < deadline, f"no banner: {banner}"
-            with contextlib.suppress(queue.Empty):
-                banner.append(out.get(timeout=0.5))
-        text = "".join(banner)
+    args = ["--port", "0", "--state-dir", str(tmp_path / "state"), *(["--config", str(config)] if config else [])]
+    with serving.serve(args, _clean_env()) as served:
+        text = served.banner
         authority = re.search(r"Authority\s+(https://localhost:(\d+)/(\S+))", text)
         ca = re.search(r"CA\s+(\S+)", text)
         assert authority and ca, text
@@ -329,19 +305,7 @@ def test_serve_in_a_subprocess(tmp_path: Path, config: Path | None, home_tenant:
         run = subprocess.run([sys.executable, "-c", snippet], env={**_clean_env(), "REQUESTS_CA_BUNDLE": os.devnull},
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0 and run.stdout.startswith("eyJ"), (run.stdout, run.stderr)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        for t in pumps:
-            t.join(timeout=5)
-        assert proc.stdout and proc.stderr
-        proc.stdout.close()
-        proc.stderr.close()
-    log = "".join(err.queue)
+    log = "".join(served.err.queue)
     assert f"GET /{tenant}/v2.0/.well-known/openid-configuration discovery" in log
     assert f"POST /{tenant}/oauth2/v2.0/token token" in log and "status=200" in log
     assert "Traceback" not in log

@@ -40,6 +40,7 @@ from cryptography import x509
 
 from fakests import cli, defaults, scenarios
 from fakests.settings import Settings
+from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -602,21 +603,6 @@ def _clean_env() -> dict[str, str]:
             if not k.startswith(drop) and not k.lower().endswith("_proxy")}
 
 
-def _pump(stream: Any, sink: queue.Queue[str]) -> None:
-    for line in stream:
-        sink.put(line)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def _serve_like_compose(tmp: Path) -> Iterator[Served]:
     """``fakests serve`` with the Dockerfile's and the compose service's environment, bound to 127.0.0.1:0,
@@ -629,28 +615,11 @@ def _serve_like_compose(tmp: Path) -> Iterator[Served]:
     env = {**_clean_env(), **_env_of(parse_dockerfile(DOCKERFILE)), **service_env,
            "FAKESTS_HOST": "127.0.0.1", "FAKESTS_STATE_DIR": str(state), "FAKESTS_EXPORT_CA": str(ca_dir),
            "FAKESTS_SCENARIO_DIR": str(REPO / "scenarios"), "FAKESTS_PORT": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", "--port", "0", "--state-dir", str(state)],
-                            cwd=tmp, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    log: queue.Queue[str] = queue.Queue()
-    pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
-    pump.start()
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        while not any(line.startswith("Ready on ") for line in lines):
-            assert proc.poll() is None, f"fakests exited {proc.returncode}: {''.join(lines)}"
-            assert time.monotonic() < deadline, f"no banner: {''.join(lines)}"
-            with contextlib.suppress(queue.Empty):
-                lines.append(log.get(timeout=0.5))
-        bound = re.search(r"Listening\s+127\.0\.0\.1:(\d+)", "".join(lines))
-        assert bound, "".join(lines)
+    with serving.serve(["--port", "0", "--state-dir", str(state)], env, cwd=tmp, merge_stderr=True) as served:
+        bound = re.search(r"Listening\s+127\.0\.0\.1:(\d+)", served.banner)
+        assert bound, served.banner
         port = int(bound.group(1))
-        yield Served(port, state, ca_dir, {**env, "FAKESTS_PORT": str(port)}, proc, log)
-    finally:
-        _stop(proc)
-        pump.join(timeout=5)
-        assert proc.stdout
-        proc.stdout.close()
+        yield Served(port, state, ca_dir, {**env, "FAKESTS_PORT": str(port)}, served.proc, served.out)
 
 
 def _healthcheck(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
@@ -667,7 +636,7 @@ def test_healthcheck_passes_while_serving_and_fails_once_stopped(tmp_path: Path)
         ok = _healthcheck(served.env)
         assert ok.returncode == 0, (ok.stdout, ok.stderr)
         assert f"https://127.0.0.1:{served.port}/_fakests/health" in ok.stdout
-        _stop(served.proc)
+        serving.stop(served.proc)
         down = _healthcheck(served.env)
     assert down.returncode == 1, (down.stdout, down.stderr)
     assert "fakests is unhealthy" in down.stderr and "Traceback" not in down.stderr

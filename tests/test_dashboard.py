@@ -20,7 +20,7 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 from msal.exceptions import MsalServiceError
-from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, expect
 
 from fakests import dashboard, defaults
 from fakests.api import StsSandbox
@@ -28,12 +28,11 @@ from fakests.app import create_app
 from fakests.server import FakeSTS
 from fakests.settings import Settings
 from fakests.transport import session_for
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, spki_sha256
+from tests.chromium import WAIT_MS
 
 ORIGIN = "https://fakests.test"
 ADMIN = f"{ORIGIN}/_fakests"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-WAIT_MS = 15_000
 PAYLOAD = "<img src=x onerror=alert(1)>"
 SCOPE = [f"{defaults.API_URI}/.default"]
 
@@ -162,29 +161,6 @@ def test_the_page_is_public_and_strict_but_its_data_needs_the_token(state_dir: P
 
 
 # --- the page in Chromium ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def playwright_driver() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install chromium` (CI installs it "
-                    "in .ci/run), or set FAKESTS_CHROMIUM to a Chromium binary", pytrace=False)
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_driver: Playwright, fake_sts_server: FakeSTS) -> Iterator[Browser]:
-    """Chromium trusting exactly the fakests server certificate (by its public key), as in test_browser."""
-    assert fake_sts_server.runtime.tls is not None, "the browser tests need fakests over TLS"
-    pin = spki_sha256(fake_sts_server.runtime.tls.cert.read_bytes())
-    browser = playwright_driver.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
-        timeout=30_000)
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     # bypass_csp: the page's CSP would stop an injected handler by itself; without it, only escaping does.

@@ -13,17 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from examples.webapp.app import Settings, create_app
 from fakests.api import StsSandbox
 from fakests.journal import JournalEntry
-from fakests.server import FakeSTS
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS, spki_sha256
+from tests.chromium import ARTIFACTS, WAIT_MS
 
 SERVICE_PROBLEM = "The sign-in service had a problem (HTTP 500). Try again."
 
@@ -65,30 +63,6 @@ def start_webapp(fake_sts: StsSandbox) -> Iterator[Callable[[str], str]]:
 
 
 # --- the browser (as in tests/test_browser.py) --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def playwright_driver() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `apt-get install chromium` (CI installs it "
-                    "in .ci/run), or set FAKESTS_CHROMIUM to a Chromium binary", pytrace=False)
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_driver: Playwright, fake_sts_server: FakeSTS | None) -> Iterator[Browser]:
-    """Chromium trusting exactly the fakests server certificate (by its public key)."""
-    assert fake_sts_server is not None and fake_sts_server.runtime.tls is not None, \
-        "the example app's browser tests need fakests in this process, over TLS (not FAKESTS_URL)"
-    pin = spki_sha256(fake_sts_server.runtime.tls.cert.read_bytes())
-    browser = playwright_driver.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
-        timeout=30_000)
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 @pytest.fixture

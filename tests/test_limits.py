@@ -28,8 +28,6 @@ import re
 import secrets
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -58,6 +56,7 @@ from fakests.sandbox import SandboxLimit
 from fakests.server import FakeSTS
 from fakests.settings import Settings
 from fakests.transport import session_for
+from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGIN = "https://fakests.test"
@@ -458,47 +457,13 @@ def test_serve_defaults_to_loopback() -> None:
                                                " ".join(result.output.split()))
 
 
-def _pump(stream: Any, sink: queue.Queue[str]) -> None:
-    for line in stream:
-        sink.put(line)
-
-
 @contextlib.contextmanager
 def _serve(args: list[str], state: Path) -> Iterator[tuple[str, list[str], queue.Queue[str]]]:
     """``fakests serve ARGS`` in a subprocess: yields (stdout until "Ready on", stdout lines, stderr queue)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", "--port", "0", "--state-dir", str(state),
-                             *args], cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out: queue.Queue[str] = queue.Queue()
-    err: queue.Queue[str] = queue.Queue()
-    pumps = [threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
-             threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
-    for pump in pumps:
-        pump.start()
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not any(line.startswith("Ready on ") for line in lines):
-            assert proc.poll() is None, f"fakests exited {proc.returncode}: {list(err.queue)}"
-            assert time.monotonic() < deadline, f"no banner: {lines}"
-            with contextlib.suppress(queue.Empty):
-                lines.append(out.get(timeout=0.5))
-        yield "".join(lines), lines, err
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        for pump in pumps:
-            pump.join(timeout=5)
-        while not out.empty():
-            lines.append(out.get())
-        assert proc.stdout and proc.stderr
-        proc.stdout.close()
-        proc.stderr.close()
+    with serving.serve(["--port", "0", "--state-dir", str(state), *args], env) as served:
+        yield served.banner, served.lines, served.err
+
 
 
 def _https(state: Path) -> requests.Session:
