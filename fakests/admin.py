@@ -107,7 +107,7 @@ async def _raw_body(request: Request) -> bytes:
 async def _body(request: Request, *, optional: bool = False) -> dict[str, Any]:
     """The JSON object in the request body; ``{}`` for an empty body when ``optional``."""
     raw = await _raw_body(request)
-    if not raw.strip():
+    if not raw:  # absent; whitespace alone is not JSON, and is rejected below
         if optional:
             return {}
         raise AdminError(400, "invalid_request", "A JSON object body is required.")
