@@ -66,11 +66,15 @@ def _admin(handler: Endpoint, *, public: bool = False) -> Endpoint:
                 return _error(401, "unauthorized", "This endpoint needs 'Authorization: Bearer <admin_token>'.",
                               {"WWW-Authenticate": 'Bearer realm="fakests-admin"'})
         try:
-            return await handler(request)
+            response = await handler(request)
         except AdminError as exc:
             return _error(exc.status, exc.error, exc.description)
         except ConfigError as exc:
             return _error(400, "invalid_request", f"{exc.key}: {exc.reason}" if exc.key else exc.reason)
+        if request.method != "GET" and response.status_code < 400 and "sandbox_id" in request.path_params:
+            # Every change to a sandbox comes through here: with several workers, the others must see it.
+            _sandboxes(request).persist(request.path_params["sandbox_id"])
+        return response
 
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
@@ -226,7 +230,9 @@ async def sandbox_create(request: Request) -> Response:
         sb = _sandboxes(request).create()
     except SandboxLimit as exc:
         raise AdminError(429, "too_many_sandboxes", str(exc)) from None
-    sb.auto_sign_in = body.get("auto_sign_in", sb.auto_sign_in)
+    if body.get("auto_sign_in", sb.auto_sign_in) != sb.auto_sign_in:
+        sb.auto_sign_in = body["auto_sign_in"]
+        sb.persist()
     return JSONResponse(_detail(request, sb), status_code=201)
 
 
@@ -418,6 +424,8 @@ async def server_keys_rotate(request: Request) -> Response:
     previous = keys.active.kid
     new = keys.rotate()
     sharing = [sb.sandbox_id for sb in _sandboxes(request).all() if sb.keys is keys]
+    for sandbox_id in sharing:  # with several workers, they learn of the new key from these
+        _sandboxes(request).persist(sandbox_id)
     return JSONResponse({"kid": new.kid, "previous_kid": previous,
                          "published": [k.kid for k in keys.published(time.time())], "sandboxes": sharing,
                          "note": SERVER_KEYS_NOTE})

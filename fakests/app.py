@@ -98,6 +98,30 @@ class _AsciiQuery:
         await self.app(scope, receive, send)
 
 
+SETTINGS_ENV = "FAKESTS_SETTINGS_JSON"  # serve --workers N: the parent's resolved settings, for its workers
+
+
+def worker_app() -> Starlette:
+    """The app of one ``fakests serve --workers N`` worker (uvicorn imports and calls this in each process).
+
+    The parent resolved the settings (flags, environment, config file) and seeded the shared store with
+    the default sandbox; a worker takes both as they are, so every worker serves the same thing, and
+    shares grants, rule counters, the journal and sandbox changes through the store."""
+    import json
+    import os
+
+    from .runtime import SHARED_STORE
+    from .store import SharedStore
+
+    settings = Settings.from_mapping(json.loads(os.environ[SETTINGS_ENV]), source=SETTINGS_ENV)
+    if settings.log_requests:
+        from .cli import configure_logging
+
+        configure_logging()
+    store = SharedStore(settings.state_dir / SHARED_STORE)
+    return create_app(runtime=Runtime.start(settings, store=store))
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
     """The fakests ASGI app. Pass a ``Runtime`` to share keys and sandboxes with the caller."""
     runtime = runtime or Runtime.start(settings)

@@ -10,12 +10,18 @@ to stderr and the exit status is 2, without a traceback. ``validate`` prints ``f
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
+import multiprocessing
+import os
 import secrets
 import shlex
+import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, fields, replace
@@ -28,13 +34,13 @@ from click.core import ParameterSource
 
 from . import defaults as d
 from . import mint, scenarios
-from .app import create_app
+from .app import SETTINGS_ENV, create_app
 from .directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
 from .errors import ConfigError
 from .faults import protocol_class
 from .keys import new_key_and_cert
 from .pages import BANNER
-from .runtime import Runtime, ensure_client_certificate
+from .runtime import Runtime, ensure_client_certificate, seed_shared_store
 from .server import _Server
 from .settings import Settings
 from .tls import ensure_tls
@@ -238,6 +244,87 @@ def serve_forever(runtime: Runtime, on_started: Callable[[int], None]) -> None:
     _ForegroundServer(config, on_started).run()
 
 
+class _WorkerServer(_Server):
+    """``_Server`` in one worker process of ``serve --workers N``: releases ``started`` once it serves;
+    signals stop it at once (its shutdown drops idle keep-alive TLS connections instead of waiting)."""
+
+    def __init__(self, config: uvicorn.Config, started: Any) -> None:
+        super().__init__(config)
+        self._started = started
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._started.release()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.wake()
+
+
+def _worker_main(config: uvicorn.Config, sockets: list[socket.socket], started: Any) -> None:
+    """The body of one worker process (at module level: a spawned process finds it by name)."""
+    config.configure_logging()
+    with contextlib.suppress(KeyboardInterrupt):
+        _WorkerServer(config, started).run(sockets=sockets)
+
+
+def serve_workers(runtime: Runtime, on_started: Callable[[int], None], *, start_timeout: float = 60.0) -> None:
+    """``serve --workers N``: N worker processes serving one socket, until SIGINT/SIGTERM.
+
+    The kernel hands each connection to one worker, so whatever one request leaves for another (codes,
+    refresh tokens, device codes, sessions, rule counters, the journal, sandbox changes) goes through
+    ``{state_dir}/shared.sqlite`` (``store.SharedStore``), seeded here with this runtime's default
+    sandbox. The socket is bound here, before the workers start, so port 0 is resolved once and every
+    worker serves it; ``on_started(port)`` runs once every worker serves. A worker that dies later is
+    replaced. Not uvicorn's own supervisor: its workers wait for idle TLS clients at shutdown."""
+    configure_logging()
+    tls, s = runtime.tls, runtime.settings
+    seed_shared_store(runtime)
+    os.environ[SETTINGS_ENV] = s.to_json()
+    config = uvicorn.Config("fakests.app:worker_app", factory=True, host=s.host, port=s.port, log_level="warning",
+                            access_log=False, lifespan="off", server_header=False, http=protocol_class(),
+                            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
+    sock = config.bind_socket()
+    spawn = multiprocessing.get_context("spawn")
+    started = spawn.Semaphore(0)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def start() -> Any:
+        worker = spawn.Process(target=_worker_main, args=(config, [sock], started), name="fakests-worker")
+        worker.start()
+        return worker
+
+    workers = [start() for _ in range(s.workers)]
+    try:
+        ready, deadline = 0, time.monotonic() + start_timeout
+        while ready < len(workers):
+            if stop.is_set():
+                return
+            if not all(w.is_alive() for w in workers) or time.monotonic() > deadline:
+                raise click.ClickException("a worker process did not start (see its error above)")
+            ready += started.acquire(timeout=0.2)
+        on_started(sock.getsockname()[1])
+        while not stop.wait(0.5):
+            for i, worker in enumerate(workers):
+                if not worker.is_alive():
+                    logging.getLogger("fakests").warning("worker %s exited (%s); starting another", worker.pid,
+                                                         worker.exitcode)
+                    workers[i] = start()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(5)
+        sock.close()
+
+
 # --- commands ---------------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def cli() -> None:
@@ -255,10 +342,13 @@ def serve(ctx: click.Context, **values: Any) -> None:
         if settings.admin_token is None and not is_loopback(settings.host):
             token = secrets.token_urlsafe(32)
             settings = replace(settings, admin_token=token)
+        if settings.workers < 1:
+            raise ConfigError("--workers", "", f"must be at least 1, got {settings.workers}")
         runtime = Runtime.start(settings, directory=directory)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
-    serve_forever(runtime, lambda port: click.echo(banner(runtime, port, token)))
+    run = serve_workers if settings.workers > 1 else serve_forever
+    run(runtime, lambda port: click.echo(banner(runtime, port, token)))
 
 
 def _state(ctx: click.Context, values: Mapping[str, Any]) -> Settings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import re
 import time
 import traceback
@@ -238,6 +239,7 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         duration_ms=round(duration_ms, 3),
         user_agent=_header(ctx.request.scope["headers"], b"user-agent"),
         early_retry=bool(ctx.notes.get("early_retry")),
+        worker=os.getpid(),
     )
     ctx.sandbox.journal.record(entry)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):

@@ -65,6 +65,11 @@ class Certificate:
 
     pem: str
 
+    def __getstate__(self) -> dict[str, str]:
+        """Only the PEM: the cached x509 objects cannot be pickled, and a sandbox's directory is pickled
+        into the shared store when several workers serve (``store.SharedStore``)."""
+        return {"pem": self.pem}
+
     @cached_property
     def _cert(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.pem.encode())

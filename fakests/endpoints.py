@@ -197,8 +197,7 @@ async def devicecode(ctx: StsRequest) -> Response:
     device_code = "DAQABIQEAAAB" + secrets.token_urlsafe(96)
     grant = DeviceGrant(app.client_id, ctx.segment, scope.split(), user_code,
                         ctx.now + settings.device_code_lifetime, settings.device_code_interval)
-    with ctx.sandbox.lock:
-        ctx.sandbox.device_codes[device_code] = grant
+    ctx.sandbox.put_device(device_code, grant)
     uri = f"{ctx.origin}/common/oauth2/deviceauth"
     return JSONResponse({
         "user_code": user_code, "device_code": device_code, "verification_uri": uri,

@@ -2,7 +2,9 @@
 
 Rules are tried in load order; the first whose *match* selects the request and whose *schedule*
 says "fire" answers. Counting and the fire decision happen under one lock, so ``times: 5`` fires
-exactly five times however many requests arrive at once. Delays and faults happen after the lock.
+exactly five times however many requests arrive at once (with ``serve --workers N`` the counters live
+in the shared store and the lock is its write transaction, so that holds across processes too).
+Delays and faults happen after the lock.
 Every answer that carries ``Retry-After`` is remembered per client, so a request that comes back
 before that time is marked ``early_retry`` in the journal (did the client honour Retry-After?).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -28,8 +31,11 @@ from .scenarios import Reply, Rule, Scenario
 if TYPE_CHECKING:
     from .context import StsRequest
     from .sandbox import Sandbox
+    from .store import SharedStore
 
 _SHAPES = {"server_error": 500, "temporarily_unavailable": 503}
+# With several workers: the store's row holding ``Engine.not_before`` (rule rows are named by ``RuleState.key``).
+_NOT_BEFORE = "~not_before"
 
 
 @dataclass
@@ -43,6 +49,7 @@ class RuleState:
     matched: int = 0
     fired: int = 0
     hits: dict[str, deque[float]] = field(default_factory=dict)  # throttle: request times per key
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # names its counters in the shared store
 
     @property
     def name(self) -> str:
@@ -84,15 +91,14 @@ def identify_user(ctx: StsRequest) -> User | None:
         if value and directory.user(value):
             return directory.user(value)
     oid = None
-    if (code := ctx.get("code")) and code in sb.codes:
-        oid = sb.codes[code].user_oid
-    elif (rt := ctx.get("refresh_token")) and rt in sb.refresh_tokens:
-        oid = sb.refresh_tokens[rt].user_oid
-    elif (dc := ctx.get("device_code")) and dc in sb.device_codes:
-        oid = sb.device_codes[dc].user_oid
+    if (code := ctx.get("code")) and (issued := sb.get_code(code)) is not None:
+        oid = issued.user_oid
+    elif (rt := ctx.get("refresh_token")) and (refresh := sb.get_refresh(rt)) is not None:
+        oid = refresh.user_oid
+    elif (dc := ctx.get("device_code")) and (device := sb.get_device(dc)) is not None:
+        oid = device.user_oid
     else:
-        sid = ctx.request.cookies.get(f"fakests-session-{sb.sandbox_id}")
-        oid = sb.sessions.get(sid or "")
+        oid = sb.session_user(ctx.request.cookies.get(f"fakests-session-{sb.sandbox_id}"))
     return directory.user_by_oid(oid) if oid else None
 
 
@@ -161,21 +167,51 @@ class Engine:
         with self._lock:
             self.states = [s for s in self.states if s.scenario != scenario.name] + new
         self.sandbox.interceptor = self.intercept
+        self._changed()
         return new
 
     def remove(self, states: list[RuleState]) -> None:
         with self._lock:
             self.states = [s for s in self.states if s not in states]
+        self._changed()
 
     def clear(self, scenario: str | None = None) -> None:
         with self._lock:
             self.states = [s for s in self.states if scenario is not None and s.scenario != scenario]
             if not self.states:
                 self.not_before.clear()
+        self._changed()
 
     def summary(self) -> list[dict[str, Any]]:
+        store = self.sandbox.store
+        if store is not None:  # the counters are the store's: other workers count too
+            for state in list(self.states):
+                _restore(state, store.rule_state(store.db, self.sandbox.sandbox_id, state.key))
         with self._lock:
             return [s.summary() for s in self.states]
+
+    # --- several workers: rules travel in the sandbox's definition, counters in the store ------------
+    def _changed(self) -> None:
+        """Tell the other workers (a no-op in one process) and drop the counters of unloaded rules."""
+        store = self.sandbox.store
+        if store is None:
+            return
+        self.sandbox.persist()
+        keep = [s.key for s in self.states]
+        store.prune_rules(self.sandbox.sandbox_id, [*keep, _NOT_BEFORE] if keep else [])
+
+    def restore(self, rules: list[tuple[str, Rule, float, str]]) -> None:
+        """Hold the rules another worker loaded (from the sandbox's definition); a rule held already
+        keeps its object, so ``ArmedRule`` handles stay valid."""
+        with self._lock:
+            if [s.key for s in self.states] == [r[3] for r in rules]:
+                return
+            held = {s.key: s for s in self.states}
+            self.states = [held.get(key) or RuleState(rule, scenario, loaded_at, random.Random(rule.schedule.seed),
+                                                      key=key) for scenario, rule, loaded_at, key in rules]
+            if not self.states:
+                self.not_before.clear()
+        self.sandbox.interceptor = self.intercept
 
     # --- deciding -----------------------------------------------------------------------------------
     def _candidates(self, client_id: str | None) -> list[RuleState]:
@@ -200,26 +236,15 @@ class Engine:
         now = ctx.now
         client_id = ctx.notes.get("client_id") or ctx.client_id
         client_key = client_id or "-"
-        chosen: RuleState | None = None
-        throttled: tuple[RuleState, int] | None = None
-        with self._lock:
-            if now < self.not_before.get(client_key, 0.0):
-                ctx.notes["early_retry"] = True
-            for state in self._candidates(client_id):
-                if not matches(state.rule, ctx, facts):
-                    continue
-                if state.rule.throttle is not None:
-                    state.matched += 1
-                    wait = _throttle(state, ctx, now)
-                    if wait is not None:
-                        state.fired += 1
-                        throttled = (state, wait)
-                        break
-                    continue
-                if _fires(state, now):
-                    state.fired += 1
-                    chosen = state
-                    break
+        store = self.sandbox.store
+        if store is not None:
+            chosen, throttled, seconds = self._decide_shared(store, ctx, facts, client_id, client_key, now)
+        else:
+            with self._lock:
+                if now < self.not_before.get(client_key, 0.0):
+                    ctx.notes["early_retry"] = True
+                chosen, throttled = self._decide(self._candidates(client_id), ctx, facts, now)
+                seconds = _delay(chosen)
         if throttled is not None:
             state, wait = throttled
             ctx.notes.update(rule=state.name, aadsts=90055 if state.rule.throttle.body == "json" else None)  # type: ignore[union-attr]
@@ -234,9 +259,8 @@ class Engine:
             sb = self.sandbox
             with sb.lock:
                 sb.keys = sb.keys.rotated_copy(now)
-        delay = reply.delay
-        if delay is not None:
-            seconds = chosen.rng.uniform(*delay) if isinstance(delay, tuple) else delay
+            sb.persist()
+        if seconds is not None:
             await asyncio.sleep(seconds)
         if reply.aadsts is None and reply.status is None and reply.fault is None:
             return None  # a slow STS or a key rotation: answer normally
@@ -245,11 +269,94 @@ class Engine:
             self._remember(client_key, now, str(reply.retry_after))
         return response
 
+    @staticmethod
+    def _decide(states: list[RuleState], ctx: StsRequest, facts: Facts, now: float, *, matched: bool = False,
+                ) -> tuple[RuleState | None, tuple[RuleState, int] | None]:
+        """Count the request against ``states`` in order; the rule that answers it, or the throttle
+        that refuses it with its wait. ``matched``: the states are known to match. Call under the lock."""
+        for state in states:
+            if not matched and not matches(state.rule, ctx, facts):
+                continue
+            if state.rule.throttle is not None:
+                state.matched += 1
+                wait = _throttle(state, ctx, now)
+                if wait is not None:
+                    state.fired += 1
+                    return None, (state, wait)
+                continue
+            if _fires(state, now):
+                state.fired += 1
+                return state, None
+        return None, None
+
+    def _decide_shared(self, store: SharedStore, ctx: StsRequest, facts: Facts, client_id: str | None,
+                       client_key: str, now: float,
+                       ) -> tuple[RuleState | None, tuple[RuleState, int] | None, float | None]:
+        """``_decide`` with the counters of every worker: matching needs no counters, so it runs first;
+        then, only if some rule matches, load, decide and save in one write transaction (the database
+        lock stands in for ``self._lock`` across processes: ``times: 2`` fires exactly twice)."""
+        sandbox_id = self.sandbox.sandbox_id
+        with self._lock:
+            candidates = self._candidates(client_id)
+        hits = [state for state in candidates if matches(state.rule, ctx, facts)]
+        if not hits:
+            not_before = store.rule_state(store.db, sandbox_id, _NOT_BEFORE) or {}
+            if now < not_before.get(client_key, 0.0):
+                ctx.notes["early_retry"] = True
+            return None, None, None
+        with store.exclusive() as db:
+            not_before = store.rule_state(db, sandbox_id, _NOT_BEFORE) or {}
+            if now < not_before.get(client_key, 0.0):
+                ctx.notes["early_retry"] = True
+            for state in hits:
+                _restore(state, store.rule_state(db, sandbox_id, state.key))
+            chosen, throttled = self._decide(hits, ctx, facts, now, matched=True)
+            seconds = _delay(chosen)  # drawn here: the seeded generator's state is saved with the counters
+            for state in hits:
+                store.save_rule_state(db, sandbox_id, state.key, _counters(state))
+        return chosen, throttled, seconds
+
     def _remember(self, key: str, now: float, retry_after: str) -> None:
         seconds = _retry_after_seconds(retry_after, now)
-        if seconds:
-            with self._lock:
-                self.not_before[key] = max(self.not_before.get(key, 0.0), now + seconds)
+        if not seconds:
+            return
+        store = self.sandbox.store
+        if store is not None:
+            with store.exclusive() as db:
+                not_before = store.rule_state(db, self.sandbox.sandbox_id, _NOT_BEFORE) or {}
+                not_before[key] = max(not_before.get(key, 0.0), now + seconds)
+                store.save_rule_state(db, self.sandbox.sandbox_id, _NOT_BEFORE, not_before)
+            return
+        with self._lock:
+            self.not_before[key] = max(self.not_before.get(key, 0.0), now + seconds)
+
+
+def _delay(chosen: RuleState | None) -> float | None:
+    """Seconds the chosen rule waits before answering (jitter drawn from its seeded generator)."""
+    delay = chosen.rule.response.delay if chosen is not None and chosen.rule.response is not None else None
+    if delay is None or chosen is None:
+        return None
+    return chosen.rng.uniform(*delay) if isinstance(delay, tuple) else delay
+
+
+def _uses_rng(rule: Rule) -> bool:
+    return rule.schedule.probability is not None or (rule.response is not None
+                                                     and isinstance(rule.response.delay, tuple))
+
+
+def _counters(state: RuleState) -> dict[str, Any]:
+    """A rule's counters as the store keeps them (the generator's state only when the rule draws)."""
+    return {"matched": state.matched, "fired": state.fired, "hits": state.hits,
+            "rng": state.rng.getstate() if _uses_rng(state.rule) else None}
+
+
+def _restore(state: RuleState, row: dict[str, Any] | None) -> None:
+    """Set a rule's counters from the store (a rule no worker has counted yet keeps its zeros)."""
+    if row is None:
+        return
+    state.matched, state.fired, state.hits = row["matched"], row["fired"], row["hits"]
+    if row["rng"] is not None:
+        state.rng.setstate(row["rng"])
 
 
 def _retry_after_seconds(value: str, now: float) -> float:
@@ -332,7 +439,7 @@ def _message_params(ctx: StsRequest) -> dict[str, object]:
     resource = next((s.rpartition("/")[0] for s in scope.split() if "/" in s), "https://graph.microsoft.com")
     user = identify_user(ctx)
     # The grant's own issue time when the request carries a refresh token we issued (50173, 700082, 70043).
-    grant = ctx.sandbox.refresh_tokens.get(ctx.get("refresh_token") or "")
+    grant = ctx.sandbox.get_refresh(ctx.get("refresh_token") or "")
     issued = grant.issued_at if grant is not None else ctx.now
     return {"client_id": ctx.client_id or "", "app_name": app.display_name if app else "", "tenant": ctx.segment,
             "tenant_name": ctx.segment, "username": user.username if user else (ctx.get("username") or ""),

@@ -101,15 +101,19 @@ class _HeadTooLarge(Exception):
     pass
 
 
-def protocol_class() -> type | str:
-    """uvicorn's httptools protocol with the transport in the scope and a cap on the request head
-    (``MAX_HEAD_BYTES``: answered 431 and closed), or ``"auto"`` without httptools."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
-        return "auto"
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
+    HttpToolsProtocol = None
 
-    class FaultyHttpToolsProtocol(HttpToolsProtocol):
+if HttpToolsProtocol is not None:
+
+    class FaultyHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc, valid-type]
+        """uvicorn's httptools protocol with the transport in the scope and a cap on the request head.
+
+        At module level: ``serve --workers N`` pickles uvicorn's config, this class included, into
+        each worker process, and pickle finds classes by module and name."""
+
         head_bytes = 0
         head_too_large = False
 
@@ -145,4 +149,8 @@ def protocol_class() -> type | str:
             self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
             super().on_headers_complete()
 
-    return FaultyHttpToolsProtocol
+
+def protocol_class() -> type | str:
+    """uvicorn's httptools protocol with the transport in the scope and a cap on the request head
+    (``MAX_HEAD_BYTES``: answered 431 and closed), or ``"auto"`` without httptools."""
+    return "auto" if HttpToolsProtocol is None else FaultyHttpToolsProtocol

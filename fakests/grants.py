@@ -125,7 +125,7 @@ def authorization_code(ctx: StsRequest) -> dict[str, Any]:
 def refresh_token(ctx: StsRequest) -> dict[str, Any]:
     token = ctx.require("refresh_token")
     client = authenticate(ctx)
-    grant = ctx.sandbox.refresh_tokens.get(token)
+    grant = ctx.sandbox.get_refresh(token)
     if grant is None:
         raise StsError(9002313, error="invalid_grant", suberror="bad_token",
                        detail="The refresh token is malformed or not valid.")
@@ -147,8 +147,8 @@ def device_code(ctx: StsRequest) -> dict[str, Any]:
         raise StsError(900144, parameter="device_code")
     client = authenticate(ctx)
     sb = ctx.sandbox
-    with sb.lock:
-        grant = sb.device_codes.get(code)
+    with sb.lock:  # one process; across workers the approval only moves forward and the claim is atomic
+        grant = sb.get_device(code)
         if grant is None or grant.client_id != client.app.client_id:
             raise StsError(70018)
         if grant.expires_at <= ctx.now:
@@ -156,11 +156,10 @@ def device_code(ctx: StsRequest) -> dict[str, Any]:
         if grant.declined:
             raise StsError(70022)
         if grant.user_oid is None:
-            grant.last_poll = ctx.now
+            sb.update_device(code, lambda g: setattr(g, "last_poll", ctx.now))
             raise StsError(70016)
-        if grant.redeemed:
+        if not sb.claim_device(code):
             raise StsError(54005)
-        grant.redeemed = True
     user = sb.directory.user_by_oid(grant.user_oid)
     assert user is not None
     return _user_tokens(ctx, client, user, " ".join(grant.scopes), auth_time=ctx.now)

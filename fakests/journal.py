@@ -53,6 +53,7 @@ class JournalEntry:
     duration_ms: float = 0.0
     user_agent: str | None = None
     early_retry: bool = False  # came back before the Retry-After this client was given had passed
+    worker: int = 0  # pid of the process that answered (``serve --workers N`` spreads requests over N)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -78,6 +78,12 @@ class SigningKey:
     def kid(self) -> str:
         return b64url(hashlib.sha1(self.der).digest())
 
+    @functools.cached_property
+    def pem(self) -> bytes:
+        """Key and certificate as one PEM: how a key travels to other worker processes (key objects
+        cannot be pickled; ``store.SharedStore``)."""
+        return pem_of(self.private_key, self.certificate)
+
     def jwk(self, issuer: str | None = None) -> dict[str, Any]:
         nums = self.private_key.public_key().public_numbers()
         entry: dict[str, Any] = {

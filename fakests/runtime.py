@@ -11,12 +11,18 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .directory import Certificate, Directory
 from .keys import KeySet, new_key_and_cert, pem_of
-from .sandbox import Sandboxes
+from .sandbox import DEFAULT_SANDBOX, Sandboxes
 from .settings import Settings
 from .tls import TlsFiles, ensure_tls
+
+if TYPE_CHECKING:
+    from .store import SharedStore
+
+SHARED_STORE = "shared.sqlite"  # in the state directory: what ``serve --workers N`` processes share
 
 
 @dataclass
@@ -30,7 +36,10 @@ class Runtime:
     tls: TlsFiles | None
 
     @classmethod
-    def start(cls, settings: Settings | None = None, *, directory: Directory | None = None) -> Runtime:
+    def start(cls, settings: Settings | None = None, *, directory: Directory | None = None,
+              store: SharedStore | None = None) -> Runtime:
+        """``store``: a worker of ``serve --workers N``; sandboxes (the default one included, with its
+        scenarios) come from the store that ``seed_shared_store`` filled, and every change goes back there."""
         settings = settings or Settings()
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
@@ -42,6 +51,9 @@ class Runtime:
         cert = Certificate(client_pem.read_text())
         if tls is not None and settings.export_ca is not None:
             _export(tls.ca, settings.export_ca)
+        seeded = store.load_sandbox(DEFAULT_SANDBOX) if store is not None else None
+        if directory is None and seeded is not None:
+            directory = seeded.directory
         if directory is None and settings.config is not None:
             from .config import load_config  # only when a config file is named
 
@@ -50,14 +62,27 @@ class Runtime:
             from .defaults import default_directory
 
             directory = default_directory(cert)
-        sandboxes = Sandboxes(settings, keys, directory)
-        if settings.scenarios:
+        sandboxes = Sandboxes(settings, keys, directory, store)
+        if settings.scenarios and seeded is None:
             from . import scenarios  # strict: a bad file stops start-up with file, key and reason
 
             loaded = [scenarios.load_file(scenarios.find(n, [settings.scenario_dir])) for n in settings.scenarios]
             for scenario in loaded:
                 sandboxes.default.engine.load(scenario)
         return cls(settings, keys, sandboxes, client_pem, tls)
+
+
+def seed_shared_store(runtime: Runtime) -> Path:
+    """A fresh shared store for ``serve --workers N`` holding this (parent) runtime's default sandbox, its
+    scenarios included, for the workers to start from. Returns its path."""
+    from .store import SharedStore
+
+    path = runtime.settings.state_dir / SHARED_STORE
+    for old in runtime.settings.state_dir.glob(SHARED_STORE + "*"):  # the -wal and -shm files too
+        old.unlink()
+    default = runtime.sandboxes.default
+    SharedStore(path).save_sandbox(DEFAULT_SANDBOX, default.definition(server_keys=default.keys is runtime.keys))
+    return path
 
 
 def _export(ca: Path, target: Path) -> None:

@@ -8,6 +8,7 @@ reader of ``os.environ`` in the package.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -58,6 +59,8 @@ class Settings:
     admin_token: str | None = field(
         default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback)."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
+    workers: int = field(default=1, metadata={
+        "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite."})
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str) -> Settings:
@@ -69,6 +72,12 @@ class Settings:
                 raise ConfigError(source, f"settings.{key}", f"unknown setting; known: {', '.join(known)}")
             out[key] = _cast(known[key].type, raw, source, f"settings.{key}")
         return cls(**out)
+
+    def to_json(self) -> str:
+        """These settings as JSON that ``from_mapping`` reads back: how ``serve --workers N`` hands the
+        settings it resolved (flags, environment, config file) to its worker processes."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in values.items()})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:

@@ -62,15 +62,12 @@ def redirect_allowed(app: App, redirect_uri: str) -> bool:
 
 def _session_user(ctx: StsRequest, sb: Sandbox) -> tuple[User | None, str | None]:
     sid = ctx.form.get("fakests_sid") or ctx.request.cookies.get(_cookie(sb))
-    oid = sb.sessions.get(sid or "")
+    oid = sb.session_user(sid)
     return (sb.directory.user_by_oid(oid), sid) if oid else (None, None)
 
 
 def _start_session(sb: Sandbox, user: User) -> str:
-    sid = secrets.token_urlsafe(24)
-    with sb.lock:
-        sb.sessions[sid] = user.oid
-    return sid
+    return sb.start_session(user.oid)
 
 
 def sign_in_step(ctx: StsRequest, sb: Sandbox, app: App, *, action: str, carry: dict[str, str],
@@ -177,6 +174,7 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
         key = (user.oid, app.client_id, scopes.resource.client_id)
         with sb.lock:
             sb.directory.user_consents.setdefault(key, set()).update(scopes.permissions)
+        sb.persist()  # the consent is the directory's: other workers must see it
     elif missing or prompt == "consent":
         if prompt == "none":
             raise StsError(65001, error="consent_required", client_id=app.client_id, app_name=app.display_name)
@@ -185,12 +183,11 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
         return _with_session(_html(page), sb, sid, secure)
 
     code = "1.AXoA" + secrets.token_urlsafe(64)
-    with sb.lock:
-        sb.codes[code] = IssuedCode(
-            client_id=app.client_id, user_oid=user.oid, tenant_id=tid, redirect_uri=redirect_uri,
-            scopes=list(scopes.raw), nonce=ctx.get("nonce"), code_challenge=challenge,
-            code_challenge_method=method if challenge else None,
-            expires_at=ctx.now + sb.settings.code_lifetime, auth_time=ctx.now, session_id=sid)
+    sb.put_code(code, IssuedCode(
+        client_id=app.client_id, user_oid=user.oid, tenant_id=tid, redirect_uri=redirect_uri,
+        scopes=list(scopes.raw), nonce=ctx.get("nonce"), code_challenge=challenge,
+        code_challenge_method=method if challenge else None,
+        expires_at=ctx.now + sb.settings.code_lifetime, auth_time=ctx.now, session_id=sid))
     params = {"code": code}
     if ctx.get("client_info") == "1":
         params["client_info"] = client_info(user)
@@ -201,12 +198,7 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
 
 
 def find_device_grant(sandboxes: Sandboxes, user_code: str) -> tuple[Sandbox, str] | None:
-    code = user_code.strip().upper()
-    for sb in sandboxes.all():
-        for device_code, grant in list(sb.device_codes.items()):
-            if grant.user_code == code:
-                return sb, device_code
-    return None
+    return sandboxes.find_device(user_code)
 
 
 async def device_login(ctx: StsRequest) -> Response:
@@ -222,7 +214,10 @@ async def device_login(ctx: StsRequest) -> Response:
                                        "and try again."), 400)
     sb, device_code = found
     ctx.sandbox = sb
-    grant = sb.device_codes[device_code]
+    grant = sb.get_device(device_code)
+    if grant is None:  # dropped with its sandbox in between
+        return _html(pages.device_code(action=action, user_code=otc, error="That code didn't work. Check the code "
+                                       "and try again."), 400)
     if grant.expires_at <= sb.now():
         return _html(pages.device_code(action=action, error="That code has expired. (AADSTS70019)"), 400)
     app = sb.directory.apps[grant.client_id]
@@ -234,14 +229,12 @@ async def device_login(ctx: StsRequest) -> Response:
     secure = ctx.origin.startswith("https")
     decision = ctx.form.get("decision")
     if decision == "approve":
-        with sb.lock:
-            grant.user_oid = user.oid
+        sb.update_device(device_code, lambda g: setattr(g, "user_oid", user.oid))
         page = pages.message("You have signed in", f"You have signed in to {app.display_name} on your device. "
                              "You may now close this window.")
         return _with_session(_html(page), sb, sid, secure)
     if decision == "decline":
-        with sb.lock:
-            grant.declined = True
+        sb.update_device(device_code, lambda g: setattr(g, "declined", True))
         return _html(pages.message("Sign-in cancelled", "You can close this window."))
     page = pages.device_confirm(action=action, carry={**carry, "fakests_sid": sid}, app_name=app.display_name,
                                 username=user.username)
@@ -281,8 +274,7 @@ async def logout(ctx: StsRequest) -> Response:
         if _SESSION_COOKIE.fullmatch(name):  # ours (a browser may send any name, not all can be set back)
             sb = sandboxes.get(name.removeprefix("fakests-session-"))
             if sb is not None:
-                with sb.lock:
-                    sb.sessions.pop(sid, None)
+                sb.end_session(sid)
             response.delete_cookie(name, path="/")
     return response
 

@@ -1,0 +1,255 @@
+"""Shared state for several worker processes on one machine: an embedded SQLite database.
+
+``fakests serve --workers N`` runs N processes, and a request may land on any of them, so anything
+one request leaves for another must live outside the process: issued grants (codes, refresh
+tokens, device codes, sign-in sessions), scenario rule counters, the journal, and the sandboxes'
+definitions (directory, settings, scenarios, keys). SQLite in WAL mode needs no server, and its
+write lock (``BEGIN IMMEDIATE``) makes "decide and count" atomic across processes, so a
+``times: 2`` rule fires exactly twice however requests are spread. With one process (the default,
+and every test fixture) none of this is used: state stays in plain objects.
+
+For several replicas on different machines a network store would be needed (Redis is the natural
+choice); this module keeps that to one class with the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .journal import Journal, JournalEntry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, version INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+    sandbox TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, blob BLOB NOT NULL,
+    redeemed INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL, lookup TEXT,
+    PRIMARY KEY (sandbox, kind, key));
+CREATE INDEX IF NOT EXISTS grants_lookup ON grants (kind, lookup);
+CREATE TABLE IF NOT EXISTS rules (sandbox TEXT NOT NULL, name TEXT NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY (sandbox, name));
+CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, blob BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS journal_sandbox ON journal (sandbox, seq);
+CREATE TABLE IF NOT EXISTS errors (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, text TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
+"""
+
+
+class SharedStore:
+    """State shared by the worker processes of one fakests, in ``{state_dir}/shared.sqlite``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")  # a crash may lose recent journal rows; tests restart anyway
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds SQLite's lock: read, decide and write atomically."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # --- sandbox definitions -------------------------------------------------------------------------
+    def version(self) -> int:
+        return int(self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+
+    def save_sandbox(self, sandbox_id: str, definition: Any) -> int:
+        """Store a sandbox's definition; returns its new version (the writer need not reload it)."""
+        blob = pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
+        with self.exclusive() as db:
+            db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
+            db.execute("INSERT INTO sandboxes (id, version, blob) VALUES (?, (SELECT value FROM meta WHERE "
+                       "key='version'), ?) ON CONFLICT (id) DO UPDATE SET version=excluded.version, blob=excluded.blob",
+                       (sandbox_id, blob))
+            version = int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+        return version
+
+    def drop_sandbox(self, sandbox_id: str) -> None:
+        with self.exclusive() as db:
+            db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
+            for table in ("sandboxes", "grants", "rules", "journal", "errors"):
+                column = "id" if table == "sandboxes" else "sandbox"
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (sandbox_id,))
+
+    def sandboxes(self) -> dict[str, tuple[int, Any]]:
+        """Every sandbox: id -> (version, definition)."""
+        rows = self.db.execute("SELECT id, version, blob FROM sandboxes").fetchall()
+        return {row[0]: (row[1], pickle.loads(row[2])) for row in rows}
+
+    def sandbox_versions(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT id, version FROM sandboxes").fetchall())
+
+    def load_sandbox(self, sandbox_id: str) -> Any | None:
+        row = self.db.execute("SELECT blob FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()
+        return pickle.loads(row[0]) if row else None
+
+    # --- grants -----------------------------------------------------------------------------------------
+    def put_grant(self, sandbox: str, kind: str, key: str, value: Any, expires_at: float,
+                  lookup: str | None = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO grants (sandbox, kind, key, blob, expires_at, lookup) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (sandbox, kind, key, pickle.dumps(value), expires_at, lookup))
+
+    def get_grant(self, sandbox: str, kind: str, key: str) -> Any | None:
+        row = self.db.execute("SELECT blob FROM grants WHERE sandbox=? AND kind=? AND key=?",
+                              (sandbox, kind, key)).fetchone()
+        return pickle.loads(row[0]) if row else None
+
+    def claim_grant(self, sandbox: str, kind: str, key: str) -> tuple[Any | None, bool]:
+        """The grant and whether this call was the first to claim it (single use across processes)."""
+        with self.exclusive() as db:
+            row = db.execute("SELECT blob, redeemed FROM grants WHERE sandbox=? AND kind=? AND key=?",
+                             (sandbox, kind, key)).fetchone()
+            if row is None:
+                return None, False
+            if not row[1]:
+                db.execute("UPDATE grants SET redeemed=1 WHERE sandbox=? AND kind=? AND key=?", (sandbox, kind, key))
+        return pickle.loads(row[0]), not row[1]
+
+    def update_grant(self, sandbox: str, kind: str, key: str, value: Any) -> None:
+        self.db.execute("UPDATE grants SET blob=? WHERE sandbox=? AND kind=? AND key=?",
+                        (pickle.dumps(value), sandbox, kind, key))
+
+    def find_grant(self, kind: str, lookup: str) -> tuple[str, str, Any] | None:
+        """(sandbox, key, value) of the grant of ``kind`` whose lookup value is ``lookup``."""
+        row = self.db.execute("SELECT sandbox, key, blob FROM grants WHERE kind=? AND lookup=?",
+                              (kind, lookup)).fetchone()
+        return (row[0], row[1], pickle.loads(row[2])) if row else None
+
+    def delete_grant(self, sandbox: str, kind: str, key: str) -> None:
+        self.db.execute("DELETE FROM grants WHERE sandbox=? AND kind=? AND key=?", (sandbox, kind, key))
+
+    def expire_grants(self, now: float) -> None:
+        self.db.execute("DELETE FROM grants WHERE expires_at < ?", (now - 86400,))
+
+    # --- rule counters --------------------------------------------------------------------------------
+    def rule_state(self, db: sqlite3.Connection, sandbox: str, name: str) -> dict[str, Any] | None:
+        row = db.execute("SELECT blob FROM rules WHERE sandbox=? AND name=?", (sandbox, name)).fetchone()
+        return pickle.loads(row[0]) if row else None
+
+    def save_rule_state(self, db: sqlite3.Connection, sandbox: str, name: str, state: dict[str, Any]) -> None:
+        db.execute("INSERT OR REPLACE INTO rules (sandbox, name, blob) VALUES (?, ?, ?)",
+                   (sandbox, name, pickle.dumps(state)))
+
+    def clear_rules(self, sandbox: str) -> None:
+        self.db.execute("DELETE FROM rules WHERE sandbox=?", (sandbox,))
+
+    def prune_rules(self, sandbox: str, keep: list[str]) -> None:
+        """Forget the counters of rules no longer loaded (a scenario loaded again starts from zero)."""
+        marks = ",".join("?" * len(keep))
+        self.db.execute(f"DELETE FROM rules WHERE sandbox=? AND name NOT IN ({marks})",
+                        (sandbox, *keep))
+
+    # --- journal and internal errors --------------------------------------------------------------------
+    def record(self, entry: JournalEntry, bound: int) -> None:
+        db = self.db
+        db.execute("INSERT INTO journal (sandbox, blob) VALUES (?, ?)", (entry.sandbox, pickle.dumps(asdict(entry))))
+        if entry.seq % 256 == 0:  # keep each sandbox's journal near its bound without a query per request
+            db.execute("DELETE FROM journal WHERE sandbox=? AND seq <= (SELECT seq FROM journal WHERE sandbox=? "
+                       "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (entry.sandbox, entry.sandbox, bound))
+
+    def journal(self, sandbox: str, bound: int) -> list[JournalEntry]:
+        rows = self.db.execute("SELECT seq, blob FROM (SELECT seq, blob FROM journal WHERE sandbox=? ORDER BY seq "
+                               "DESC LIMIT ?) ORDER BY seq", (sandbox, bound)).fetchall()
+        # The database's sequence, not the worker's: it orders requests across every process.
+        return [JournalEntry(**{**pickle.loads(r[1]), "seq": r[0]}) for r in rows]
+
+    def journal_count(self, sandbox: str, bound: int) -> int:
+        row = self.db.execute("SELECT COUNT(*) FROM journal WHERE sandbox=?", (sandbox,)).fetchone()
+        return min(int(row[0]), bound)
+
+    def clear_journal(self, sandbox: str) -> None:
+        self.db.execute("DELETE FROM journal WHERE sandbox=?", (sandbox,))
+
+    def add_error(self, sandbox: str, text: str) -> None:
+        self.db.execute("INSERT INTO errors (sandbox, text) VALUES (?, ?)", (sandbox, text))
+
+    def errors(self, sandbox: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT text FROM errors WHERE sandbox=? ORDER BY seq", (sandbox,))]
+
+    def now(self) -> float:
+        return time.time()
+
+
+class SharedJournal(Journal):
+    """A sandbox's journal kept in the store, so it holds the requests every worker served.
+
+    Entries carry the database's ``seq`` (one order across processes), so ``since`` works as in one
+    process. Reading fetches at most ``size`` rows, the newest."""
+
+    def __init__(self, store: SharedStore, sandbox_id: str, size: int = 10_000) -> None:
+        super().__init__(size)
+        self.store = store
+        self.sandbox_id = sandbox_id
+
+    def record(self, entry: JournalEntry) -> None:
+        self.store.record(entry, self.size)
+
+    def clear(self) -> None:
+        self.store.clear_journal(self.sandbox_id)
+
+    def __len__(self) -> int:
+        return self.store.journal_count(self.sandbox_id, self.size)
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        return iter(self.store.journal(self.sandbox_id, self.size))
+
+
+class SharedErrors(list[str]):
+    """A sandbox's internal errors kept in the store (a ``list`` to its readers), so the pytest fixture
+    and the admin API see a 500 whichever worker answered it."""
+
+    def __init__(self, store: SharedStore, sandbox_id: str) -> None:
+        super().__init__()
+        self.store = store
+        self.sandbox_id = sandbox_id
+
+    def append(self, text: str) -> None:
+        self.store.add_error(self.sandbox_id, text)
+
+    def _all(self) -> list[str]:
+        return self.store.errors(self.sandbox_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __bool__(self) -> bool:
+        return bool(self._all())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
