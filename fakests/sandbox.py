@@ -162,6 +162,7 @@ class Sandbox:
             return
         with self.lock:
             self.codes[code] = grant
+            _trim(self.codes, self.now())
 
     def get_code(self, code: str) -> IssuedCode | None:
         if self.store is not None:
@@ -194,6 +195,7 @@ class Sandbox:
             return
         with self.lock:
             self.refresh_tokens[token] = grant
+            _trim(self.refresh_tokens, self.now())
 
     def get_refresh(self, token: str) -> RefreshGrant | None:
         if self.store is not None:
@@ -208,6 +210,7 @@ class Sandbox:
             return
         with self.lock:
             self.device_codes[device_code] = grant
+            _trim(self.device_codes, self.now())
 
     def get_device(self, device_code: str) -> DeviceGrant | None:
         if self.store is not None:
@@ -251,6 +254,7 @@ class Sandbox:
             return sid
         with self.lock:
             self.sessions[sid] = user_oid
+            _trim(self.sessions, self.now())
         return sid
 
     def session_user(self, sid: str | None) -> str | None:
@@ -283,6 +287,21 @@ class SandboxDefinition:
     keys: list[tuple[bytes, float | None]]
     server_keys: bool  # signs with the server's key set (so POST /keys/rotate reaches it)
     rules: list[tuple[str, Rule, float, str]]
+
+
+GRANT_CAP = 100_000  # per kind and sandbox, in one process; the shared store prunes by expiry
+
+
+def _trim(table: dict[str, Any], now: float) -> None:
+    """Keep an in-memory grant table bounded (call with the lock held, after an insert). Every 1024
+    inserts, drop grants expired over an hour ago (the hour keeps AADSTS70008 "expired" answers for
+    late redemptions); past ``GRANT_CAP``, drop the oldest (dicts keep insertion order)."""
+    if len(table) % 1024:
+        return
+    for key in [k for k, g in table.items() if getattr(g, "expires_at", now) < now - 3600]:
+        del table[key]
+    while len(table) > GRANT_CAP:
+        del table[next(iter(table))]
 
 
 class SandboxLimit(Exception):

@@ -507,3 +507,19 @@ def test_serve_on_loopback_needs_no_token(tmp_path: Path) -> None:
         assert "Admin token" not in banner and BANNER in banner
         response = _https(state).get(f"https://127.0.0.1:{port}/_fakests/sandboxes", timeout=10)
         assert response.status_code == 200
+
+
+def test_in_memory_grants_are_pruned_and_capped(fake_sts: StsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived fakests must not grow without bound: expired grants go, and each kind is capped."""
+    from fakests import sandbox as sandbox_module
+    from fakests.sandbox import IssuedCode, RefreshGrant
+
+    sb = fake_sts.sandbox
+    now = sb.now()
+    for i in range(2048):  # expired two hours ago
+        sb.put_code(f"old-{i}", IssuedCode("c", "u", "t", "r", [], None, None, None, now - 7200, now - 7300))
+    assert len(sb.codes) < 1024 + 1  # the expired ones were dropped at the 1024th and 2048th inserts
+    monkeypatch.setattr(sandbox_module, "GRANT_CAP", 1500)
+    for i in range(2048):
+        sb.put_refresh(f"rt-{i}", RefreshGrant("c", "u", "t", [], now, now + 86400, now))
+    assert len(sb.refresh_tokens) <= 1500 + 1024 and "rt-0" not in sb.refresh_tokens and "rt-2047" in sb.refresh_tokens
