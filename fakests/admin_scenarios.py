@@ -88,7 +88,10 @@ async def scenario_load(request: Request) -> Response:
         return invalid_scenario(exc)
     except RecursionError:
         return invalid_scenario(ConfigError(SCENARIO_SOURCE, "", "the document is nested too deeply"))
-    states = sb.engine.load(scenario)
+    try:
+        states = sb.engine.load(scenario)
+    except ConfigError as exc:  # over max_rules
+        return invalid_scenario(exc)
     return JSONResponse({"name": scenario.name, "description": scenario.description.strip(), "source": scenario.source,
                          "rules": [s.summary() for s in states]}, status_code=201)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .directory import MSA_TENANT_ID, User
-from .errors import NO_STORE, StsError, render_json, render_page, render_redirect
+from .errors import NO_STORE, ConfigError, StsError, render_json, render_page, render_redirect
 from .faults import FaultResponse
 from .ids import entra_timestamp
 from .scenarios import Reply, Rule, Scenario
@@ -165,7 +165,12 @@ class Engine:
         now = self.sandbox.now()
         new = [RuleState(r, scenario.name, now, random.Random(r.schedule.seed)) for r in scenario.rules]
         with self._lock:
-            self.states = [s for s in self.states if s.scenario != scenario.name] + new
+            kept = [s for s in self.states if s.scenario != scenario.name]
+            limit = self.sandbox.settings.max_rules
+            if len(kept) + len(new) > limit:
+                raise ConfigError(scenario.source, "rules", f"{len(kept)} rules are loaded and this scenario adds "
+                                  f"{len(new)}: at most {limit} per sandbox (max_rules); clear some first")
+            self.states = kept + new
         self.sandbox.interceptor = self.intercept
         self._changed()
         return new

@@ -49,6 +49,7 @@ class Settings:
     auto_sign_in: bool = field(
         default=False, metadata={"help": "Sign the login_hint user in without a page (for HTTP-only tests)."})
     journal_size: int = field(default=10_000, metadata={"help": "Requests kept per sandbox journal."})
+    max_rules: int = field(default=1_000, metadata={"help": "Scenario rules loaded at once per sandbox."})
     max_sandboxes: int = field(default=10_000, metadata={"help": "Sandboxes alive at once."})
     sandbox_idle_ttl: int = field(default=3600, metadata={"help": "Seconds before an idle sandbox is dropped."})
     max_body: int = field(default=1 << 20, metadata={"help": "Largest request body accepted, in bytes."})

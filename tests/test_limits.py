@@ -523,3 +523,26 @@ def test_in_memory_grants_are_pruned_and_capped(fake_sts: StsSandbox, monkeypatc
     for i in range(2048):
         sb.put_refresh(f"rt-{i}", RefreshGrant("c", "u", "t", [], now, now + 86400, now))
     assert len(sb.refresh_tokens) <= 1500 + 1024 and "rt-0" not in sb.refresh_tokens and "rt-2047" in sb.refresh_tokens
+
+
+def test_rules_per_sandbox_are_bounded(fake_sts: StsSandbox) -> None:
+    from fakests.errors import ConfigError
+
+    fake_sts.configure(max_rules=3)
+    for _ in range(3):
+        fake_sts.fail("token", aadsts=70012, client_id="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(ConfigError, match=r"3 rules are loaded and this scenario adds 1: at most 3 per sandbox"):
+        fake_sts.fail("token", aadsts=70012)
+    assert len(fake_sts.scenarios) == 3
+    fake_sts.clear_scenarios()
+    assert fake_sts.fail("token", aadsts=70012, times=1).fired == 0
+
+
+def test_rules_limit_over_the_admin_api_is_a_clear_400(fake_sts: StsSandbox) -> None:
+    fake_sts.configure(max_rules=1)
+    admin = f"{fake_sts.url}/_fakests/sandboxes/{fake_sts.sandbox_id}/scenarios"
+    http = fake_sts.http_client()
+    assert http.post(admin, json={"name": "msa-transient-70012"}).status_code == 201
+    over = http.post(admin, json={"name": "throttling-429"})
+    assert over.status_code == 400 and over.json()["error"] == "invalid_scenario"
+    assert "at most 1 per sandbox (max_rules)" in over.json()["reason"]
