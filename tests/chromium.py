@@ -9,15 +9,17 @@ trusts exactly the fakests server's key (an SPKI pin), never "ignore certificate
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
 from fakests.server import FakeSTS
 
@@ -35,6 +37,20 @@ def spki_sha256(cert_pem: bytes) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem)
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@contextlib.contextmanager
+def fresh_context(browser: Browser, *, width: int = 1000, height: int = 760,
+                  **options: Any) -> Iterator[BrowserContext]:
+    """A fresh profile (no cookies) with the tests' timeouts; it never ignores certificate errors."""
+    context = browser.new_context(ignore_https_errors=False, viewport={"width": width, "height": height},
+                                  locale="en-US", **options)
+    context.set_default_timeout(WAIT_MS)
+    context.set_default_navigation_timeout(WAIT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 
 from fakests.settings import Settings
 
-# Real Chromium for the browser tests: the playwright_driver and browser fixtures.
-pytest_plugins = ["tests.chromium"]
+# Real Chromium for the browser tests (playwright_driver, browser); an in-process app for the admin tests.
+pytest_plugins = ["tests.chromium", "tests.inprocess"]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +16,11 @@ from fakests.app import create_app
 from fakests.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
 from fakests.settings import Settings
 from fakests.transport import session_for
+from tests.inprocess import ADMIN, ORIGIN
 
 # ROPC is how these tests sign users in without a browser; MSAL deprecates it for public clients.
 pytestmark = pytest.mark.filterwarnings("ignore:This API has been deprecated:DeprecationWarning")
 
-ORIGIN = "https://fakests.test"
-ADMIN = f"{ORIGIN}/_fakests"
-
-
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("admin-state")
-
-
-@pytest.fixture(scope="module")
-def s(state_dir: Path) -> requests.Session:
-    """One app (and one runtime: keys are made once) for the whole module."""
-    return session_for(create_app(Settings(state_dir=state_dir, tls=False)), ORIGIN)
-
-
-@pytest.fixture
-def sandbox(s: requests.Session) -> Iterator[dict[str, Any]]:
-    """A fresh sandbox, as ``POST /sandboxes`` describes it; dropped afterwards."""
-    r = s.post(f"{ADMIN}/sandboxes")
-    assert r.status_code == 201, r.text
-    body = r.json()
-    yield body
-    s.delete(f"{ADMIN}/sandboxes/{body['sandbox_id']}")
 
 
 def app_id(sb: dict[str, Any], display_name: str) -> str:

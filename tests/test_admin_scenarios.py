@@ -4,7 +4,6 @@ OpenAPI document, driven in-process; tokens are checked with PyJWT against the J
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,9 @@ from fakests import admin, defaults, mint, openapi, scenarios
 from fakests.app import create_app
 from fakests.settings import Settings
 from fakests.transport import session_for
+from tests.inprocess import ADMIN, ORIGIN
 from tests.jwks import verify
 
-ORIGIN = "https://fakests.test"
-ADMIN = f"{ORIGIN}/_fakests"
 LIBRARY_SCENARIO = "msa-transient-70012"  # bundled with fakests
 FAIL_DAEMON = {
     "name": "daemon-down",
@@ -29,25 +27,6 @@ FAIL_DAEMON = {
     "rules": [{"id": "cc-503", "match": {"endpoint": "token", "grant_type": "client_credentials"},
                "response": {"aadsts": 90033, "retry_after": 7}, "schedule": {"times": 1}}],
 }
-
-
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("admin-scenarios-state")
-
-
-@pytest.fixture(scope="module")
-def s(state_dir: Path) -> requests.Session:
-    return session_for(create_app(Settings(state_dir=state_dir, tls=False)), ORIGIN)
-
-
-@pytest.fixture
-def sandbox(s: requests.Session) -> Iterator[dict[str, Any]]:
-    r = s.post(f"{ADMIN}/sandboxes")
-    assert r.status_code == 201, r.text
-    body = r.json()
-    yield body
-    s.delete(f"{ADMIN}/sandboxes/{body['sandbox_id']}")
 
 
 def url(sb: dict[str, Any], path: str = "") -> str:

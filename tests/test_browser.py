@@ -35,7 +35,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from fakests.api import StsSandbox
 from fakests.tls import ensure_tls
-from tests.chromium import ARTIFACTS, WAIT_MS
+from tests.chromium import ARTIFACTS, fresh_context
 
 ERROR_HEADING = "Sorry, but we're having trouble signing you in."
 
@@ -118,14 +118,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser profile (no cookies) per test; it never ignores certificate errors."""
-    ctx = browser.new_context(ignore_https_errors=False, viewport={"width": 1000, "height": 760}, locale="en-US")
-    ctx.set_default_timeout(WAIT_MS)
-    ctx.set_default_navigation_timeout(WAIT_MS)
-    try:
+    with fresh_context(browser) as ctx:
         yield ctx
-    finally:
-        ctx.close()
 
 
 @pytest.fixture

@@ -28,26 +28,15 @@ from fakests.app import create_app
 from fakests.server import FakeSTS
 from fakests.settings import Settings
 from fakests.transport import session_for
-from tests.chromium import WAIT_MS
+from tests.chromium import WAIT_MS, fresh_context
+from tests.inprocess import ADMIN, ORIGIN
 
-ORIGIN = "https://fakests.test"
-ADMIN = f"{ORIGIN}/_fakests"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PAYLOAD = "<img src=x onerror=alert(1)>"
 SCOPE = [f"{defaults.API_URI}/.default"]
 
 
 # --- the JSON endpoints, in-process --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard-state")
-
-
-@pytest.fixture(scope="module")
-def s(state_dir: Path) -> requests.Session:
-    return session_for(create_app(Settings(state_dir=state_dir, tls=False)), ORIGIN)
-
-
 @pytest.fixture
 def two(s: requests.Session) -> Iterator[list[dict[str, Any]]]:
     made = [s.post(f"{ADMIN}/sandboxes").json() for _ in range(2)]
@@ -164,14 +153,8 @@ def test_the_page_is_public_and_strict_but_its_data_needs_the_token(state_dir: P
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     # bypass_csp: the page's CSP would stop an injected handler by itself; without it, only escaping does.
-    ctx = browser.new_context(ignore_https_errors=False, bypass_csp=True, viewport={"width": 1440, "height": 900},
-                              locale="en-US")
-    ctx.set_default_timeout(WAIT_MS)
-    ctx.set_default_navigation_timeout(WAIT_MS)
-    try:
+    with fresh_context(browser, width=1440, height=900, bypass_csp=True) as ctx:
         yield ctx
-    finally:
-        ctx.close()
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from examples.webapp.app import Settings, create_app
 from fakests.api import StsSandbox
 from fakests.journal import JournalEntry
-from tests.chromium import ARTIFACTS, WAIT_MS
+from tests.chromium import ARTIFACTS, WAIT_MS, fresh_context
 
 SERVICE_PROBLEM = "The sign-in service had a problem (HTTP 500). Try again."
 
@@ -67,15 +67,8 @@ def start_webapp(fake_sts: StsSandbox) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh profile (no cookies) per test; it never ignores certificate errors."""
-    context: BrowserContext = browser.new_context(ignore_https_errors=False, viewport={"width": 1000, "height": 760},
-                                                  locale="en-US")
-    context.set_default_timeout(WAIT_MS)
-    context.set_default_navigation_timeout(WAIT_MS)
-    try:
+    with fresh_context(browser) as context:
         yield context.new_page()
-    finally:
-        context.close()
 
 
 def shot(page: Page, name: str) -> None:
