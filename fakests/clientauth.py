@@ -38,7 +38,7 @@ class ClientAuth:
 
 
 def _basic(ctx: StsRequest) -> tuple[str, str] | None:
-    header = ctx.request.headers.get("authorization", "")
+    header = ctx.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
         return None
     try:

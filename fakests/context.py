@@ -28,7 +28,7 @@ from starlette.responses import Response
 from .directory import Tenant
 from .errors import StsError, internal_error, render_json, render_page
 from .ids import RequestIds
-from .journal import JournalEntry, next_seq, redact
+from .journal import next_seq, redact
 from .sandbox import Sandbox, Sandboxes
 
 log = logging.getLogger("fakests.requests")
@@ -52,6 +52,7 @@ class StsRequest:
     origin: str
     now: float
     notes: dict[str, Any] = field(default_factory=dict)  # rule, fault, grant_type... for the journal
+    headers: dict[str, str] = field(default_factory=dict)  # by lower-case name, first value (``first_headers``)
 
     @property
     def params(self) -> dict[str, str]:
@@ -81,12 +82,26 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], dict[str, str]]:
+def first_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's headers by name (ASGI names are lower case), first value of each: what Starlette's
+    ``Headers.get`` returns, decoded once per request instead of scanned per lookup."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1")
+        if name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
+
+
+async def read_params(request: Request, max_body: int,
+                      headers: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Query and form parameters, first value of each name. Only url-encoded bodies are forms."""
     query = dict(reversed(list(request.query_params.multi_items()))) if request.scope.get("query_string") else {}
     if request.method != "POST":
         return query, {}
-    declared = request.headers.get("content-length")
+    if headers is None:
+        headers = first_headers(request.scope["headers"])
+    declared = headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
         raise BodyTooLarge
     body = b""
@@ -94,7 +109,7 @@ async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], 
         body += chunk
         if len(body) > max_body:
             raise BodyTooLarge
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
     if not body or ctype != "application/x-www-form-urlencoded":
         return query, {}
     try:
@@ -109,12 +124,12 @@ async def read_params(request: Request, max_body: int) -> tuple[dict[str, str], 
 _HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
-def origin_of(request: Request, public_url: str | None) -> str:
+def origin_of(request: Request, public_url: str | None, headers: dict[str, str] | None = None) -> str:
     """The origin clients reach us at: the configured public URL, else scheme://Host of the request
     (the address the server listens on when Host is absent or cannot be part of a URL, e.g. ``[::1``)."""
     if public_url:
         return public_url.rstrip("/")
-    host = request.headers.get("host", "")
+    host = (headers if headers is not None else request.headers).get("host", "")
     if not _HOST.fullmatch(host):
         name, port = request.scope.get("server") or ("localhost", None)
         host = f"[{name}]" if ":" in name else name
@@ -139,19 +154,21 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
         sandboxes: Sandboxes = request.app.state.sandboxes
         settings = sandboxes.settings
         segment = request.path_params.get("tenant", "common")
-        origin = origin_of(request, settings.public_url)
+        headers = first_headers(request.scope["headers"])
+        origin = origin_of(request, settings.public_url, headers)
         ctx: StsRequest | None = None
         sandbox = sandboxes.default
-        ids = RequestIds.new(request.headers, request.query_params if request.scope.get("query_string") else None)
+        ids = RequestIds.new(headers, request.query_params if request.scope.get("query_string") else None)
         try:
-            query, form = await read_params(request, settings.max_body)
+            query, form = await read_params(request, settings.max_body, headers)
             # The ids come from the headers, then the query, then the form: only a form naming the
             # client's id when neither of the others did changes them.
             if ids.client_request_id is None and (form.get("client-request-id") or form.get("x-ms-client-request-id")):
                 ids = RequestIds.new(form)
             sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"))
             sandbox.last_used = time.monotonic()
-            ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now())
+            ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now(),
+                             headers=headers)
             response = None
             if sandbox.interceptor is not None:
                 answer = sandbox.interceptor(ctx)
@@ -160,13 +177,13 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
                 response = await handler(ctx)
         except BodyTooLarge:
             if ctx is None:  # rejected while reading the body: journal it all the same
-                ctx = _unparsed(request, name, sandboxes, segment, ids, origin)
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
             exc = StsError(9002313, status=413, detail="The request body is too large.")
             ctx.notes.update(aadsts=exc.code, error=exc.error)
             response = render_json(exc, ids, ctx.now, origin)
         except StsError as exc:
             if ctx is None:  # rejected while reading the body: journal it all the same
-                ctx = _unparsed(request, name, sandboxes, segment, ids, origin)
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
             ctx.notes.setdefault("aadsts", exc.code)
             ctx.notes.setdefault("error", exc.error)
             response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
@@ -187,12 +204,12 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
 
 
 def _unparsed(request: Request, name: str, sandboxes: Sandboxes, segment: str, ids: RequestIds,
-              origin: str) -> StsRequest:
+              origin: str, headers: dict[str, str]) -> StsRequest:
     """The context of a request rejected before its body was read (malformed or too large), so that
     it is journaled like any other: its sandbox is found from the path and the query alone."""
     query = dict(reversed(list(request.query_params.multi_items())))
     sandbox, tenant = sandboxes.resolve(segment, query.get("client_id"))
-    return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now())
+    return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now(), headers=headers)
 
 
 def _header(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -217,32 +234,28 @@ def _add_missing_headers(response: Response, headers: dict[str, str]) -> None:
 
 def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
     params = ctx.params
-    entry = JournalEntry(
-        seq=next_seq(),
-        sandbox=ctx.sandbox.sandbox_id,
-        endpoint=ctx.endpoint,
-        method=ctx.request.method,
-        path=request_path(ctx.request),
-        at=ctx.now,
-        params=redact(params),
-        client_id=ctx.notes.get("client_id") or params.get("client_id"),
-        grant_type=params.get("grant_type"),
-        client_request_id=ctx.ids.client_request_id,
-        trace_id=ctx.ids.trace_id,
-        correlation_id=ctx.ids.correlation_id,
-        status=response.status_code,
-        aadsts=ctx.notes.get("aadsts"),
-        error=ctx.notes.get("error"),
-        rule=ctx.notes.get("rule"),
-        retry_after=_header(response.raw_headers, b"retry-after"),
-        fault=ctx.notes.get("fault"),
-        duration_ms=round(duration_ms, 3),
-        user_agent=_header(ctx.request.scope["headers"], b"user-agent"),
-        early_retry=bool(ctx.notes.get("early_retry")),
-        worker=os.getpid(),
+    notes = ctx.notes
+    # JournalEntry's fields, in order: the journal builds the entry only when it is read.
+    row = (
+        next_seq(), ctx.sandbox.sandbox_id, ctx.endpoint, ctx.request.method, request_path(ctx.request), ctx.now,
+        redact(params), notes.get("client_id") or params.get("client_id"), params.get("grant_type"),
+        ctx.ids.client_request_id, ctx.ids.trace_id, ctx.ids.correlation_id, response.status_code,
+        notes.get("aadsts"), notes.get("error"), notes.get("rule"), _header(response.raw_headers, b"retry-after"),
+        notes.get("fault"), round(duration_ms, 3), ctx.headers.get("user-agent"), bool(notes.get("early_retry")),
+        _PID.pid,
     )
-    ctx.sandbox.journal.record(entry)
+    ctx.sandbox.journal.record_row(row)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):
         log.info("%s %s %s sandbox=%s status=%s aadsts=%s rule=%s correlation_id=%s", ctx.request.method,
-                 entry.path, ctx.endpoint, entry.sandbox, entry.status, entry.aadsts or "-",
-                 entry.rule or "-", entry.correlation_id)
+                 row[4], ctx.endpoint, row[1], row[12], row[13] or "-", row[15] or "-", row[11])
+
+
+class _Pid:
+    """``os.getpid()``, read once per process (a forked worker reads its own)."""
+
+    pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: setattr(_Pid, "pid", os.getpid()))
+_PID = _Pid

@@ -145,6 +145,11 @@ class User:
         return self.account_type == "msa"
 
 
+def _names(app: App, name: str) -> bool:
+    """Whether ``name`` (no trailing slash) names ``app`` as a resource."""
+    return name in app.resource_uris() or name.lower() in (u.lower() for u in app.identifier_uris)
+
+
 @dataclass
 class Directory:
     """Everything one sandbox knows. Lookups are by id, domain, username and resource URI."""
@@ -158,6 +163,8 @@ class Directory:
     user_consents: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     # (principal client_id or user oid, resource client_id) -> app roles assigned
     role_assignments: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # resource name -> the app ``resource`` found for it; checked on every hit, so edits to ``apps`` need no hook
+    _resources: dict[str, App] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # --- building ---------------------------------------------------------------------------------
     def add_tenant(self, tenant: Tenant) -> Tenant:
@@ -198,8 +205,17 @@ class Directory:
     def resource(self, name: str) -> App:
         """The app a resource URI (or client id) names; ``KeyError`` when there is none."""
         name = name.rstrip("/")
+        app = self._resources.get(name)
+        # Every token request names a resource: a hit costs two checks, not a scan of every app. A hit
+        # still registered under its id that still answers to the name is what the scan would find too
+        # (identifier URIs are unique in a directory).
+        if app is not None and self.apps.get(app.client_id) is app and _names(app, name):
+            return app
         for app in self.apps.values():
-            if name in app.resource_uris() or name.lower() in (u.lower() for u in app.identifier_uris):
+            if _names(app, name):
+                if len(self._resources) >= 1024:  # bounded: names come from requests
+                    self._resources.clear()
+                self._resources[name] = app
                 return app
         raise KeyError(name)
 

@@ -116,7 +116,7 @@ def matches(rule: Rule, ctx: StsRequest, facts: Facts) -> bool:
         return False
     if m.scope and not set(m.scope) & set((ctx.get("scope") or "").split()):
         return False
-    if any(ctx.request.headers.get(k) != v for k, v in m.headers.items()):
+    if any(ctx.headers.get(k.lower()) != v for k, v in m.headers.items()):
         return False
     if any(ctx.get(k) != v for k, v in m.params.items()):
         return False

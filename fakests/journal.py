@@ -67,7 +67,7 @@ class Journal:
     """A bounded, thread-safe list of ``JournalEntry`` (oldest dropped first)."""
 
     size: int = 10_000
-    _entries: deque[JournalEntry] = field(init=False)
+    _entries: deque[JournalEntry | tuple[Any, ...]] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +76,12 @@ class Journal:
     def record(self, entry: JournalEntry) -> None:
         with self._lock:
             self._entries.append(entry)
+
+    def record_row(self, row: tuple[Any, ...]) -> None:
+        """Record ``JournalEntry(*row)``, built when read: every request writes an entry and few are
+        ever read, and a frozen dataclass of 22 fields costs more to build than the rest of the journal."""
+        with self._lock:
+            self._entries.append(row)
 
     def clear(self) -> None:
         with self._lock:
@@ -86,7 +92,8 @@ class Journal:
 
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:
-            return iter(list(self._entries))
+            items = list(self._entries)
+        return iter([e if type(e) is JournalEntry else JournalEntry(*e) for e in items])
 
     def entries(
         self,

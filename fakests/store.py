@@ -212,6 +212,9 @@ class SharedJournal(Journal):
     def record(self, entry: JournalEntry) -> None:
         self.store.record(entry, self.size)
 
+    def record_row(self, row: tuple[Any, ...]) -> None:
+        self.record(JournalEntry(*row))
+
     def clear(self) -> None:
         self.store.clear_journal(self.sandbox_id)
 

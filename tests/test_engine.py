@@ -218,3 +218,30 @@ def test_a_key_given_twice_in_a_scenario_file_is_an_error(tmp_path: Path) -> Non
     twice.write_text("rules:\n  - response: {aadsts: 70012}\n    response: {aadsts: 90033}\n")
     with pytest.raises(ConfigError, match=r"twice.yaml: line 3, column 5: not valid YAML: duplicate key 'response'"):
         load_file(twice)
+
+
+def test_journal_entry_holds_each_field_of_the_request(fake_sts: StsSandbox) -> None:
+    """The journal keeps each request as a row of ``JournalEntry``'s fields, in order; a field out of
+    place would put one value under another's name."""
+    import os
+
+    fake_sts.fail("token", aadsts=90055, status=429, headers={"Retry-After": "7"}, times=1, id="slow-down")
+    sent = str(uuid.uuid4())
+    session = fake_sts.http_client()
+    session.headers.update({"User-Agent": "journal-probe/1.0", "client-request-id": sent})
+    before = fake_sts.journal.entries()
+    response = _token(fake_sts, session)
+    assert response.status_code == 429
+    (entry,) = fake_sts.journal.entries(since=before[-1].seq if before else 0)
+    assert entry.sandbox == fake_sts.sandbox.sandbox_id and entry.endpoint == "token" and entry.method == "POST"
+    assert entry.path == f"/{fake_sts.tenant_id}/oauth2/v2.0/token"
+    assert entry.params["client_secret"] == "***" and entry.params["scope"] == "api://fakests-api/.default"
+    assert (entry.client_id, entry.grant_type) == (fake_sts.daemon.client_id, "client_credentials")
+    assert (entry.client_request_id, entry.correlation_id) == (sent, sent)
+    assert entry.trace_id == response.headers["x-ms-request-id"] != sent
+    assert (entry.status, entry.aadsts, entry.error) == (429, 90055, response.json()["error"])
+    assert entry.rule is not None and entry.rule.endswith("/slow-down")
+    assert (entry.retry_after, entry.fault) == ("7", None)
+    assert isinstance(entry.duration_ms, float) and entry.duration_ms >= 0
+    assert entry.user_agent == "journal-probe/1.0" and entry.early_retry is False
+    assert entry.worker == os.getpid() and isinstance(entry.at, float) and entry.seq > 0
