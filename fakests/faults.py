@@ -117,17 +117,25 @@ if HttpToolsProtocol is not None:
         head_bytes = 0
         head_too_large = False
 
+        # httptools calls these per request and per header: the parent's methods are called directly,
+        # without super()'s lookup.
+        _parent_message_begin = HttpToolsProtocol.on_message_begin
+        _parent_url = HttpToolsProtocol.on_url
+        _parent_header = HttpToolsProtocol.on_header
+
         def on_message_begin(self) -> None:
             self.head_bytes = 0
-            super().on_message_begin()
+            self._parent_message_begin()
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))
-            super().on_url(url)
+            self._parent_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            super().on_header(name, value)
+            self.head_bytes += len(name) + len(value) + 4
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._count(0)
+            self._parent_header(name, value)
 
         def _count(self, size: int) -> None:
             self.head_bytes += size
