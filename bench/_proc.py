@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +29,29 @@ WRK_HINT = "wrk not found: install it with `apt-get install -y wrk` (Debian/Ubun
 
 # wrk script: POST the form; optionally stop after BENCH_MAX responses (per thread: run wrk with -t1; wrk's
 # main thread then still sleeps out -d, so the script says BENCH_LIMIT and run_wrk sends the SIGINT that ends
-# wrk's sleep); print one machine-readable line at the end.
+# wrk's sleep); print one machine-readable line at the end. BENCH_HEADERS: extra "Name: value" lines. With
+# BENCH_BODIES (a file, one body a line) each request gets the next body (for one-use grants such as
+# authorization codes); past the last one it sends an empty body, which the server refuses, so running short
+# shows up as errors rather than as reused grants.
 WRK_LUA = """
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
+local bodies_file = os.getenv("BENCH_BODIES") or ""
+if bodies_file ~= "" then
+  local bodies, i = {}, 0
+  for line in io.lines(bodies_file) do
+    bodies[#bodies + 1] = line
+  end
+  request = function()
+    i = i + 1
+    return wrk.format(nil, nil, nil, bodies[i] or "")
+  end
+end
 local limit = tonumber(os.getenv("BENCH_MAX") or "0") or 0
 if limit > 0 then
   local n = 0
@@ -210,19 +228,42 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
+def bodies_limit(bodies: Sequence[str] | None, connections: int, max_requests: int) -> int:
+    """The response count to stop at so that no more than ``len(bodies)`` requests are ever sent.
+
+    Each keep-alive connection has at most one request in flight, and wrk may finish one more response per
+    connection in the event-loop pass that stops it: so stop ``2 * connections`` short of the last body."""
+    if bodies is None:
+        return max_requests
+    limit = len(bodies) - 2 * connections
+    if limit < 1:
+        raise ValueError(f"{len(bodies)} one-use bodies are too few for {connections} connections")
+    return min(limit, max_requests) if max_requests else limit
+
+
 def run_wrk(port: int, path: str, body: str, *, connections: int, duration: float, tls: bool = False,
-            max_requests: int = 0, cpu: int = 1) -> Load:
-    """POST ``body`` to ``path`` with wrk (one thread, keep-alive), for ``duration`` s or ``max_requests``."""
+            max_requests: int = 0, cpu: int = 1, bodies: Sequence[str] | None = None,
+            headers: Mapping[str, str] | None = None) -> Load:
+    """POST ``body`` to ``path`` with wrk (one thread, keep-alive), for ``duration`` s or ``max_requests``.
+
+    With ``bodies``, request n gets ``bodies[n]`` instead, and the run stops before they run out."""
     wrk = wrk_path()
     assert wrk is not None, WRK_HINT
+    max_requests = bodies_limit(bodies, connections, max_requests)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as bodies_file:
+        if bodies is not None:
+            assert not any("\n" in b for b in bodies), "one body a line"
+            bodies_file.write("".join(f"{b}\n" for b in bodies))
     try:
         url = f"{'https' if tls else 'http'}://{HOST}:{port}{path}"
         seconds = max(1, round(duration))
         argv = [*taskset(cpu), wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                 "-s", script.name, url]
-        env = {**os.environ, "BENCH_BODY": body, "BENCH_MAX": str(max_requests)}
+        env = {**os.environ, "BENCH_BODY": body, "BENCH_MAX": str(max_requests),
+               "BENCH_BODIES": bodies_file.name if bodies is not None else "",
+               "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in (headers or {}).items())}
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
             watchdog = threading.Timer(seconds + 60, proc.kill)
             watchdog.start()
@@ -241,6 +282,7 @@ def run_wrk(port: int, path: str, body: str, *, connections: int, duration: floa
                     proc.kill()
     finally:
         os.unlink(script.name)
+        os.unlink(bodies_file.name)
     m = re.search(r"^BENCH (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", stdout, re.MULTILINE)
     if m is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {stdout}\n{stderr}")
@@ -248,12 +290,19 @@ def run_wrk(port: int, path: str, body: str, *, connections: int, duration: floa
     return Load(n, sum(errs), micros / 1e6, "wrk")
 
 
-async def _python_load(port: int, path: str, body: str, connections: int, duration: float, tls: bool,
-                       max_requests: int) -> Load:
+def _post(port: int, path: str, body: str, headers: Mapping[str, str] | None = None) -> bytes:
     payload = body.encode()
-    request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-               f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n\r\n"
-               ).encode() + payload
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n\r\n"
+            ).encode() + payload
+
+
+async def _python_load(port: int, path: str, body: str, connections: int, duration: float, tls: bool,
+                       max_requests: int, bodies: Sequence[str] | None = None,
+                       headers: Mapping[str, str] | None = None) -> Load:
+    request = _post(port, path, body, headers)
+    next_body = iter(bodies) if bodies is not None else None
     ctx: ssl.SSLContext | None = None
     if tls:
         ctx = ssl.create_default_context()
@@ -271,7 +320,13 @@ async def _python_load(port: int, path: str, body: str, connections: int, durati
             return
         try:
             while time.perf_counter() < deadline and counts["ok"] + counts["errors"] < limit:
-                writer.write(request)
+                if next_body is not None:
+                    one = next(next_body, None)
+                    if one is None:
+                        break
+                    writer.write(_post(port, path, one, headers))
+                else:
+                    writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
@@ -289,17 +344,20 @@ async def _python_load(port: int, path: str, body: str, connections: int, durati
 
 
 def run_python_load(port: int, path: str, body: str, *, connections: int, duration: float, tls: bool = False,
-                    max_requests: int = 0) -> Load:
+                    max_requests: int = 0, bodies: Sequence[str] | None = None,
+                    headers: Mapping[str, str] | None = None) -> Load:
     """The same load as ``run_wrk`` from a small asyncio client in this process (much slower than wrk:
     a fallback so the benchmark runs anywhere, not a source of throughput figures)."""
-    return asyncio.run(_python_load(port, path, body, connections, duration, tls, max_requests))
+    return asyncio.run(_python_load(port, path, body, connections, duration, tls, max_requests, bodies, headers))
 
 
 def run_load(port: int, path: str, body: str, *, connections: int, duration: float, tls: bool = False,
-             max_requests: int = 0, force_python: bool = False) -> Load:
-    """wrk when installed (on CPU 1), else the Python load generator."""
+             max_requests: int = 0, force_python: bool = False, bodies: Sequence[str] | None = None,
+             headers: Mapping[str, str] | None = None) -> Load:
+    """wrk when installed (on CPU 1), else the Python load generator. ``bodies``: one body per request
+    (each used once) instead of ``body`` for all; ``headers``: extra request headers."""
     if wrk_path() and not force_python:
         return run_wrk(port, path, body, connections=connections, duration=duration, tls=tls,
-                       max_requests=max_requests)
+                       max_requests=max_requests, bodies=bodies, headers=headers)
     return run_python_load(port, path, body, connections=connections, duration=duration, tls=tls,
-                           max_requests=max_requests)
+                           max_requests=max_requests, bodies=bodies, headers=headers)

@@ -1,7 +1,10 @@
 """fakests' token endpoint against the performance floor, side by side in one run (read the ratios).
 
     python bench/throughput.py [--rounds 5] [--duration 5] [--start-rounds 11] [--quick]
-                               [--only throughput,coldstart,memory]
+                               [--only throughput,coldstart,memory,peers]
+
+Install what it needs beyond fakests: ``pip install -e '.[bench]' && npm ci --prefix bench/peers`` (the peers
+are optional: a missing one prints "not installed: <command>" and the rest runs).
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); without it a small Python load generator
 stands in (slower than the servers: its requests/s say little, its CPU per request still holds).
@@ -25,12 +28,28 @@ Prints medians over ``--rounds`` interleaved rounds (floor and fakests alternate
   Target: <= 1.3x. fakests' first start (keys and CA made) is reported apart.
 - memory: RSS of the fakests server after 0, 50k, 100k, 150k, 200k token requests (the journal holds
   10,000). Target: flat once the journal is full (no growth from 100k to 200k).
+- peers (``bench/_peers.py``), measured in the same interleaved rounds as floor x1 and fakests x1 (in
+  ``--only peers`` alone, those two run with them), each also on CPU 0, reported as server CPU per request and
+  requests/s with their ratios to floor x1 of the same round:
+  - oauth2-mock-server (npm, pinned in ``bench/peers/package.json``; its 9.x needs Node >= 22.12, so 8.x on
+    Debian's Node 20) run by ``bench/peers/oauth2-mock-server.mjs``: the same client-credentials form to its
+    ``/token``, one RS256 access token (2048-bit key).
+  - oidc-provider-mock (PyPI; 0.4.x needs Python >= 3.12): it has no client-credentials grant, so the request is
+    an authorization-code redemption with a fresh code each (minted through its authorize endpoint before each
+    run, untimed; the run stops before the codes run out), for an RS256 id_token plus opaque access and
+    refresh tokens. Served the way its own CLI does (uvicorn ``--interface wsgi``), access log off. Plus, for
+    information, its refresh_token grant (reusable refresh token, signs nothing): its stack without the
+    signature.
+  Each peer's token is fetched and checked once per run before measuring (200, RS256 JWT, signature verified
+  against its JWKS, 2048-bit key). Not measured: calvinchengx/entra-emulator (Go) and navikt/mock-oauth2-server
+  (JVM), which no registry this machine reaches (PyPI, npm, Debian) ships.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -50,6 +69,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _peers import Peer, peers
 from _proc import WRK_HINT, Load, Server, free_port, pin_self, run_load, wrk_path
 
 from fakests import defaults as d
@@ -64,6 +84,9 @@ INACTIVE_RULES = 50
 CPU_TARGET, START_TARGET = 1.10, 1.30
 FLAT_SLACK = 1 << 20  # RSS "flat": at most 1 MiB more at the end than at the half-way mark
 NA_WORKERS = "n/a (no --workers)"
+# ../shared/bench/README.md: "peers, CPU per token request relative to the floor".
+PEER_REFERENCE = {"oauth2-mock-server": "1.60x", "oidc-provider-mock": "2.12x"}
+MAX_MINTED = 100_000  # one-use request bodies minted for one run, at most
 
 
 # --- servers ----------------------------------------------------------------------------------------
@@ -147,10 +170,11 @@ class Sample:
 
 
 def measure(server: Server, *, connections: int, duration: float, force_python: bool = False,
-            max_requests: int = 0) -> Sample:
+            max_requests: int = 0, path: str = TOKEN_PATH, form: str = FORM, bodies: list[str] | None = None,
+            headers: dict[str, str] | None = None) -> Sample:
     before = server.cpu()
-    load = run_load(server.port, TOKEN_PATH, FORM, connections=connections, duration=duration, tls=server.tls,
-                    max_requests=max_requests, force_python=force_python)
+    load = run_load(server.port, path, form, connections=connections, duration=duration, tls=server.tls,
+                    max_requests=max_requests, force_python=force_python, bodies=bodies, headers=headers)
     used = server.cpu() - before
     if load.requests == 0 or load.errors:
         raise RuntimeError(f"{server.name}: {load.errors} errors in {load.requests} requests:\n{server.output()}")
@@ -163,6 +187,7 @@ class Series:
 
     name: str
     samples: list[Sample] = field(default_factory=list)
+    short: int = 0  # runs that ended early because their one-use request bodies ran out
 
     def median(self, key: Callable[[Sample], float]) -> float:
         return statistics.median(key(s) for s in self.samples)
@@ -173,32 +198,79 @@ def ratios(a: list[float], b: list[float]) -> list[float]:
     return [x / y for x, y in zip(a, b, strict=True) if y > 0]
 
 
-def throughput(args: argparse.Namespace, state_dir: Path, rules: Path, workers_ok: bool) -> dict[str, Series]:
-    configs: list[tuple[str, Callable[[], Server]]] = [
-        ("floor x1", lambda: floor_server()),
-        ("fakests x1", lambda: fakests_server(state_dir, rules=rules)),
-        ("fakests x1 TLS", lambda: fakests_server(state_dir, rules=rules, tls=True)),
-        ("floor x2", lambda: floor_server(workers=2)),
-    ]
-    if workers_ok:
-        configs.append(("fakests x2", lambda: fakests_server(state_dir, rules=rules, workers=2)))
-    series = {name: Series(name) for name, _ in configs}
+@dataclass
+class Target:
+    """One configuration measured in the rounds: how to start it and what to POST."""
+
+    name: str
+    make: Callable[[], Server]
+    path: str = TOKEN_PATH
+    form: str = FORM
+    peer: Peer | None = None
+
+
+def load_once(args: argparse.Namespace, target: Target, server: Server, duration: float,
+              rps_guess: dict[str, float]) -> Sample:
+    """One load run; for a peer whose requests are one-use, mint enough bodies first (untimed)."""
+    bodies, form, headers = None, target.form, None
+    if target.peer is not None:
+        form, headers = target.peer.form, target.peer.headers  # the form as its setup left it
+        if target.peer.mint is not None:
+            seconds = max(1, round(duration))
+            wanted = math.ceil(rps_guess.get(target.name, 800.0) * seconds * 1.5) + 4 * args.connections + 50
+            bodies = target.peer.mint(server, min(wanted, MAX_MINTED))
+    sample = measure(server, connections=args.connections, duration=duration, force_python=args.python_load,
+                     path=target.path, form=form, bodies=bodies, headers=headers)
+    rps_guess[target.name] = sample.rps
+    return sample
+
+
+def throughput(args: argparse.Namespace, targets: list[Target]) -> tuple[dict[str, Series], dict[str, str]]:
+    """Per-target series over ``args.rounds`` interleaved rounds, and each peer's one-time check."""
+    series = {t.name: Series(t.name) for t in targets}
+    checks: dict[str, str] = {}
+    rps_guess: dict[str, float] = {}
     servers: dict[str, Server] = {}
     with running([]) as started:
-        for name, make in configs:
-            servers[name] = make()
-            started.append(servers[name])
-        for server in servers.values():
+        for t in targets:
+            servers[t.name] = t.make()
+            started.append(servers[t.name])
+        for t in targets:
+            server = servers[t.name]
             server.wait_ready()
+            if t.peer is not None:
+                checks[t.name] = t.peer.check(server)
             if args.warmup > 0:
-                measure(server, connections=args.connections, duration=args.warmup, force_python=args.python_load)
-        names = list(servers)
+                load_once(args, t, server, args.warmup, rps_guess)
         for r in range(args.rounds):
-            for name in names if r % 2 == 0 else reversed(names):
-                series[name].samples.append(measure(servers[name], connections=args.connections,
-                                                    duration=args.duration, force_python=args.python_load))
+            for t in targets if r % 2 == 0 else reversed(targets):
+                sample = load_once(args, t, servers[t.name], args.duration, rps_guess)
+                series[t.name].samples.append(sample)
+                if sample.load.seconds < 0.9 * max(1, round(args.duration)):
+                    series[t.name].short += 1
             print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    return series
+    return series, checks
+
+
+def targets_for(sections: set[str], state_dir: Path, rules: Path, workers_ok: bool,
+                found_peers: list[Peer]) -> list[Target]:
+    out: list[Target] = []
+    if "throughput" in sections:
+        out += [
+            Target("floor x1", lambda: floor_server()),
+            Target("fakests x1", lambda: fakests_server(state_dir, rules=rules)),
+            Target("fakests x1 TLS", lambda: fakests_server(state_dir, rules=rules, tls=True)),
+            Target("floor x2", lambda: floor_server(workers=2)),
+        ]
+        if workers_ok:
+            out.append(Target("fakests x2", lambda: fakests_server(state_dir, rules=rules, workers=2)))
+    if "peers" in sections and found_peers:
+        if "throughput" not in sections:
+            out += [Target("floor x1", lambda: floor_server()),
+                    Target("fakests x1", lambda: fakests_server(state_dir, rules=rules))]
+        for peer in found_peers:
+            out.append(Target(peer.name, lambda peer=peer: peer.make(SERVER_CPU), path=peer.path, peer=peer))
+    return out
 
 
 def cold_start(args: argparse.Namespace, state_dir: Path, tmp: Path) -> dict[str, list[float]]:
@@ -312,6 +384,44 @@ def report(args: argparse.Namespace, tool: str, workers_ok: bool, series: dict[s
     return "\n".join(lines)
 
 
+def report_peers(args: argparse.Namespace, tool: str, series: dict[str, Series] | None, checks: dict[str, str],
+                 found_peers: list[Peer], missing: list[tuple[str, str]]) -> str:
+    lines = [f"peers vs the floor: the same {args.rounds} interleaved rounds x {args.duration:g} s, "
+             f"{args.connections} keep-alive connections, load by {tool} on CPU {LOAD_CPU}, every server on "
+             f"CPU {SERVER_CPU}; medians (ratio: median of per-round ratios to floor x1, min-max)", ""]
+    if series is not None and found_peers:
+        floor = series["floor x1"]
+        floor_cpu = [s.cpu_per_request for s in floor.samples]
+        floor_rps = [s.rps for s in floor.samples]
+        rows = [("what", "CPU/request", "ratio", "requests/s", "ratio", "reference CPU ratio")]
+        for name in ["floor x1", "fakests x1", *(p.name for p in found_peers)]:
+            cur = series[name]
+            cpu = ratios([s.cpu_per_request for s in cur.samples], floor_cpu)
+            rps = ratios([s.rps for s in cur.samples], floor_rps)
+            ref = next((v for k, v in PEER_REFERENCE.items() if name.startswith(k)), "")
+            rows.append((name, us(cur.median(lambda s: s.cpu_per_request)),
+                         f"{statistics.median(cpu):.2f}x ({min(cpu):.2f}-{max(cpu):.2f})",
+                         f"{cur.median(lambda s: s.rps):,.0f}", f"{statistics.median(rps):.2f}x", ref))
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for i, row in enumerate(rows):
+            lines.append("  ".join([row[0].ljust(widths[0]), *(c.rjust(widths[j + 1]) for j, c in
+                                                               enumerate(row[1:5])), row[5]]).rstrip())
+            if i == 0:
+                lines.append("-" * len(lines[-1]))
+        lines += ["", "what one request is:",
+                  "  floor x1, fakests x1: POST client_credentials form, 1 RS256 access token (Entra-shaped claims)"]
+        for peer in found_peers:
+            lines.append(f"  {peer.name.strip()}: POST {peer.path} {peer.request}")
+            lines.append(f"    checked once before measuring: {checks.get(peer.name, 'not checked')}")
+            if series[peer.name].short:
+                lines.append(f"    {series[peer.name].short} of {args.rounds} runs ended early: one-use codes "
+                             "ran out (their figures still hold)")
+        lines.append("  reference: ../shared/bench/README.md (same machine kind, its own rounds)")
+    for name, why in missing:
+        lines.append(f"{name}: {why}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -321,7 +431,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="interleaved rounds of cold starts (default 11: wall-clock figures are the noisiest)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--memory-requests", type=int, default=200_000, help="token requests in the memory run")
-    parser.add_argument("--only", default="throughput,coldstart,memory", help="comma-separated sections to run")
+    parser.add_argument("--only", default="throughput,coldstart,memory,peers",
+                        help="comma-separated sections to run (peers: only those installed)")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is here")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (2 rounds x 1 s, 20k requests)")
     args = parser.parse_args(argv)
@@ -346,17 +457,24 @@ def main(argv: list[str] | None = None) -> str:
         args.python_load = True
     tool = "the Python load generator" if args.python_load else "wrk"
     workers_ok = fakests_supports_workers()
+    found_peers, missing = peers(FORM) if "peers" in sections else ([], [])
     with tempfile.TemporaryDirectory(prefix="fakests-bench-") as tmp_name:
         tmp = Path(tmp_name)
         state_dir = prepare_state(tmp / "state")
         rules = write_inactive_rules(tmp / "inactive.yaml")
-        series = throughput(args, state_dir, rules, workers_ok) if "throughput" in sections else None
+        targets = targets_for(sections, state_dir, rules, workers_ok, found_peers)
+        series, checks = throughput(args, targets) if targets else (None, {})
         starts = cold_start(args, state_dir, tmp) if "coldstart" in sections else None
         mem = memory(args, state_dir, rules) if "memory" in sections else None
-    text = report(args, tool, workers_ok, series, starts, mem)
+    parts = []
+    if sections & {"throughput", "coldstart", "memory"}:
+        parts.append(report(args, tool, workers_ok, series if "throughput" in sections else None, starts, mem))
+        if not workers_ok and "throughput" in sections:
+            parts[-1] += f"\n\nfakests serve has no --workers yet: the 2-worker row is {NA_WORKERS}."
+    if "peers" in sections:
+        parts.append(report_peers(args, tool, series, checks, found_peers, missing))
+    text = "\n\n".join(parts)
     print(text)
-    if not workers_ok and series is not None:
-        print(f"\nfakests serve has no --workers yet: the 2-worker row is {NA_WORKERS}.")
     return text
 
 
