@@ -106,11 +106,12 @@ def worker_app() -> Starlette:
 
     The parent resolved the settings (flags, environment, config file) and seeded the shared store with
     the default sandbox; a worker takes both as they are, so every worker serves the same thing, and
-    shares grants, rule counters, the journal and sandbox changes through the store."""
+    shares grants, rule counters, the journal and sandbox changes through the store: the Redis one that
+    ``store`` names (shared with other replicas too), else ``{state_dir}/shared.sqlite``."""
     import json
     import os
 
-    from .runtime import SHARED_STORE
+    from .runtime import SHARED_STORE, open_store
     from .store import SharedStore
 
     settings = Settings.from_mapping(json.loads(os.environ[SETTINGS_ENV]), source=SETTINGS_ENV)
@@ -118,7 +119,7 @@ def worker_app() -> Starlette:
         from .cli import configure_logging
 
         configure_logging()
-    store = SharedStore(settings.state_dir / SHARED_STORE)
+    store = open_store(settings) or SharedStore(settings.state_dir / SHARED_STORE)
     return create_app(runtime=Runtime.start(settings, store=store))
 
 

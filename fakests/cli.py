@@ -40,7 +40,7 @@ from .errors import ConfigError
 from .faults import protocol_class
 from .keys import new_key_and_cert
 from .pages import BANNER
-from .runtime import Runtime, ensure_client_certificate, seed_shared_store
+from .runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
 from .server import _Server
 from .settings import Settings
 from .tls import ensure_tls
@@ -182,7 +182,12 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
     apps, client, secret, scope = (_config_apps if s.config else _default_apps)(runtime)
     out = [f"*** {BANNER} ***", "", f"  Listening  {s.host}:{port}", f"  Authority  {authority}",
            f"             {base}/common  (also organizations, consumers)",
-           f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities.", ""]
+           f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
+    if s.store:
+        from .redisstore import redact_url
+
+        out.append(f"  Store      {redact_url(s.store)} (state shared with every replica using it)")
+    out.append("")
     out += [*apps, ""]
     out += ["MSAL Python:", "    import msal, requests",
             "    http = requests.Session()",
@@ -275,12 +280,14 @@ def serve_workers(runtime: Runtime, on_started: Callable[[int], None], *, start_
     The kernel hands each connection to one worker, so whatever one request leaves for another (codes,
     refresh tokens, device codes, sessions, rule counters, the journal, sandbox changes) goes through
     ``{state_dir}/shared.sqlite`` (``store.SharedStore``), seeded here with this runtime's default
-    sandbox. The socket is bound here, before the workers start, so port 0 is resolved once and every
-    worker serves it; ``on_started(port)`` runs once every worker serves. A worker that dies later is
-    replaced. Not uvicorn's own supervisor: its workers wait for idle TLS clients at shutdown."""
+    sandbox; or, with ``--store redis://``, through Redis, which ``Runtime.start`` seeded. The socket is
+    bound here, before the workers start, so port 0 is resolved once and every worker serves it;
+    ``on_started(port)`` runs once every worker serves. A worker that dies later is replaced. Not
+    uvicorn's own supervisor: its workers wait for idle TLS clients at shutdown."""
     configure_logging()
     tls, s = runtime.tls, runtime.settings
-    seed_shared_store(runtime)
+    if not s.store:
+        seed_shared_store(runtime)
     os.environ[SETTINGS_ENV] = s.to_json()
     config = uvicorn.Config("fakests.app:worker_app", factory=True, host=s.host, port=s.port, log_level="warning",
                             access_log=False, lifespan="off", server_header=False, http=protocol_class(),
@@ -335,16 +342,23 @@ def cli() -> None:
 @settings_options()
 @click.pass_context
 def serve(ctx: click.Context, **values: Any) -> None:
-    """Serve the default directory (or --config's) over HTTPS in the foreground."""
+    """Serve the default directory (or --config's) over HTTPS in the foreground.
+
+    With --store redis://..., this is one replica of several sharing that Redis (each may have its own
+    --workers): they serve the same sandboxes, and the first replica's signing keys, CA, client
+    certificate and generated admin token."""
     try:
         settings, directory = resolve_settings(given_flags(ctx, values))
+        if settings.workers < 1:
+            raise ConfigError("--workers", "", f"must be at least 1, got {settings.workers}")
+        store = open_store(settings)  # a bad URL or an unreachable Redis stops start-up here
         token = None
         if settings.admin_token is None and not is_loopback(settings.host):
             token = secrets.token_urlsafe(32)
+            if store is not None:  # replicas behind one load balancer need one token: the first one's
+                token = store.share("admin-token", token.encode()).decode()
             settings = replace(settings, admin_token=token)
-        if settings.workers < 1:
-            raise ConfigError("--workers", "", f"must be at least 1, got {settings.workers}")
-        runtime = Runtime.start(settings, directory=directory)
+        runtime = Runtime.start(settings, directory=directory, store=store)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
     run = serve_workers if settings.workers > 1 else serve_forever

@@ -2,8 +2,8 @@
 
 Rules are tried in load order; the first whose *match* selects the request and whose *schedule*
 says "fire" answers. Counting and the fire decision happen under one lock, so ``times: 5`` fires
-exactly five times however many requests arrive at once (with ``serve --workers N`` the counters live
-in the shared store and the lock is its write transaction, so that holds across processes too).
+exactly five times however many requests arrive at once (with ``serve --workers N`` or ``--store redis://``
+the counters live in the shared store and the lock is the store's, so that holds across processes too).
 Delays and faults happen after the lock.
 Every answer that carries ``Retry-After`` is remembered per client, so a request that comes back
 before that time is marked ``early_retry`` in the journal (did the client honour Retry-After?).
@@ -31,7 +31,7 @@ from .scenarios import Reply, Rule, Scenario
 if TYPE_CHECKING:
     from .context import StsRequest
     from .sandbox import Sandbox
-    from .store import SharedStore
+    from .store import Store
 
 _SHAPES = {"server_error": 500, "temporarily_unavailable": 503}
 # With several workers: the store's row holding ``Engine.not_before`` (rule rows are named by ``RuleState.key``).
@@ -191,7 +191,7 @@ class Engine:
         store = self.sandbox.store
         if store is not None:  # the counters are the store's: other workers count too
             for state in list(self.states):
-                _restore(state, store.rule_state(store.db, self.sandbox.sandbox_id, state.key))
+                _restore(state, store.rule_state(self.sandbox.sandbox_id, state.key))
         with self._lock:
             return [s.summary() for s in self.states]
 
@@ -294,31 +294,31 @@ class Engine:
                 return state, None
         return None, None
 
-    def _decide_shared(self, store: SharedStore, ctx: StsRequest, facts: Facts, client_id: str | None,
+    def _decide_shared(self, store: Store, ctx: StsRequest, facts: Facts, client_id: str | None,
                        client_key: str, now: float,
                        ) -> tuple[RuleState | None, tuple[RuleState, int] | None, float | None]:
         """``_decide`` with the counters of every worker: matching needs no counters, so it runs first;
-        then, only if some rule matches, load, decide and save in one write transaction (the database
-        lock stands in for ``self._lock`` across processes: ``times: 2`` fires exactly twice)."""
+        then, only if some rule matches, load, decide and save under the store's lock for this sandbox
+        (it stands in for ``self._lock`` across processes and replicas: ``times: 2`` fires exactly twice)."""
         sandbox_id = self.sandbox.sandbox_id
         with self._lock:
             candidates = self._candidates(client_id)
         hits = [state for state in candidates if matches(state.rule, ctx, facts)]
         if not hits:
-            not_before = store.rule_state(store.db, sandbox_id, _NOT_BEFORE) or {}
+            not_before = store.rule_state(sandbox_id, _NOT_BEFORE) or {}
             if now < not_before.get(client_key, 0.0):
                 ctx.notes["early_retry"] = True
             return None, None, None
-        with store.exclusive() as db:
-            not_before = store.rule_state(db, sandbox_id, _NOT_BEFORE) or {}
+        with store.exclusive(sandbox_id):
+            not_before = store.rule_state(sandbox_id, _NOT_BEFORE) or {}
             if now < not_before.get(client_key, 0.0):
                 ctx.notes["early_retry"] = True
             for state in hits:
-                _restore(state, store.rule_state(db, sandbox_id, state.key))
+                _restore(state, store.rule_state(sandbox_id, state.key))
             chosen, throttled = self._decide(hits, ctx, facts, now, matched=True)
             seconds = _delay(chosen)  # drawn here: the seeded generator's state is saved with the counters
             for state in hits:
-                store.save_rule_state(db, sandbox_id, state.key, _counters(state))
+                store.save_rule_state(sandbox_id, state.key, _counters(state))
         return chosen, throttled, seconds
 
     def _remember(self, key: str, now: float, retry_after: str) -> None:
@@ -327,10 +327,10 @@ class Engine:
             return
         store = self.sandbox.store
         if store is not None:
-            with store.exclusive() as db:
-                not_before = store.rule_state(db, self.sandbox.sandbox_id, _NOT_BEFORE) or {}
+            with store.exclusive(self.sandbox.sandbox_id):
+                not_before = store.rule_state(self.sandbox.sandbox_id, _NOT_BEFORE) or {}
                 not_before[key] = max(not_before.get(key, 0.0), now + seconds)
-                store.save_rule_state(db, self.sandbox.sandbox_id, _NOT_BEFORE, not_before)
+                store.save_rule_state(self.sandbox.sandbox_id, _NOT_BEFORE, not_before)
             return
         with self._lock:
             self.not_before[key] = max(self.not_before.get(key, 0.0), now + seconds)

@@ -3,11 +3,17 @@
 ``Runtime.start(settings)`` does the side effects (reading or making keys, the CA and the default
 client certificate in the state directory; loading the config file), once. ``create_app`` then
 builds the ASGI app around it. Tests, the in-thread server and the CLI all go through here.
+
+With a shared store (``serve --workers N``: SQLite; ``--store redis://``: Redis, for replicas on several
+machines) sandboxes live in the store. Replicas each have their own state directory, yet must be one
+issuer: so with a remote store, ``share_state`` makes every replica adopt the first replica's signing
+keys, CA and client certificate, and the first replica to start seeds the default sandbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +26,7 @@ from .settings import Settings
 from .tls import TlsFiles, ensure_tls
 
 if TYPE_CHECKING:
-    from .store import SharedStore
+    from .store import Store
 
 SHARED_STORE = "shared.sqlite"  # in the state directory: what ``serve --workers N`` processes share
 
@@ -37,14 +43,20 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings | None = None, *, directory: Directory | None = None,
-              store: SharedStore | None = None) -> Runtime:
-        """``store``: a worker of ``serve --workers N``; sandboxes (the default one included, with its
-        scenarios) come from the store that ``seed_shared_store`` filled, and every change goes back there."""
+              store: Store | None = None) -> Runtime:
+        """``store``: sandboxes (the default one included, with its scenarios) come from the store, and
+        every change goes back there. A worker of ``serve --workers N`` finds the default sandbox that
+        ``seed_shared_store`` put there. A replica on a remote store (``--store redis://``) first shares
+        its state directory's material (``share_state``); then, if the store has no default sandbox yet,
+        it seeds it with its own (set-if-absent: of replicas starting at once, one wins, and every other
+        takes the winner's, scenarios included); otherwise it takes the store's, as a worker does."""
         settings = settings or Settings()
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         pem = settings.signing_key.read_bytes() if settings.signing_key else None
         with _locked(state):  # pytest-xdist workers may share one state directory
+            if store is not None and store.remote and _CLIENT in share_state(store, settings):
+                directory = None  # it holds this replica's former client certificate: read the config again
             keys = KeySet.load_or_create(state / "signing", pem)
             client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
             tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
@@ -62,14 +74,82 @@ class Runtime:
             from .defaults import default_directory
 
             directory = default_directory(cert)
-        sandboxes = Sandboxes(settings, keys, directory, store)
+        seeding = store is not None and seeded is None  # the first replica on an empty remote store
+        sandboxes = Sandboxes(settings, keys, directory, None if seeding else store)
         if settings.scenarios and seeded is None:
             from . import scenarios  # strict: a bad file stops start-up with file, key and reason
 
             loaded = [scenarios.load_file(scenarios.find(n, [settings.scenario_dir])) for n in settings.scenarios]
             for scenario in loaded:
                 sandboxes.default.engine.load(scenario)
+        if seeding:
+            assert store is not None
+            default = sandboxes.default
+            store.seed_sandbox(DEFAULT_SANDBOX, default.definition(server_keys=default.keys is keys))
+            # Ours, or the one another replica seeded a moment before: the store's, either way.
+            sandboxes = Sandboxes(settings, keys, sandboxes.template, store)
         return cls(settings, keys, sandboxes, client_pem, tls)
+
+
+def open_store(settings: Settings) -> Store | None:
+    """The store ``settings.store`` names, reachable (else a ``ConfigError`` naming ``--store``), or
+    None when it is empty (in memory; ``serve --workers N`` then makes its SQLite store itself)."""
+    if not settings.store:
+        return None
+    from .redisstore import RedisStore  # only with a store configured: nothing to import otherwise
+
+    return RedisStore.connect(settings.store)
+
+
+# What a replica's state directory holds that every replica must share: signing keys (a token one
+# signs verifies against another's JWKS), the CA (each replica's server certificate, made for its own
+# names, chains to one CA) and the default client certificate (registered in the shared directory).
+_CLIENT, _SIGNING, _TLS_CA = "state:client", "state:signing", "state:tls-ca"
+
+
+def share_state(store: Store, settings: Settings) -> set[str]:
+    """Make the state directory hold the material every replica on ``store`` shares; returns the
+    names of the groups adopted from another replica. Call with the directory locked, before loading.
+
+    Each group (its files together, so a CA key never meets another replica's CA certificate) is made
+    here if missing, then offered with ``Store.share`` (set-if-absent): the first replica's offer wins,
+    and a replica whose files differ writes the winner's over its own (its own signing keys are
+    removed; its server certificate is remade, for its own names, by the adopted CA). Replicas that
+    start at the same moment therefore agree. A ``signing_key`` file is the operator's and is not
+    shared (give every replica the same); with TLS off the CA is neither offered nor adopted."""
+    state = settings.state_dir
+    groups: dict[str, tuple[Path, list[str]]] = {}
+    ensure_client_certificate(state / "client" / "client-cert.pem")
+    groups[_CLIENT] = (state / "client", ["client-cert.pem"])
+    if settings.signing_key is None:
+        KeySet.load_or_create(state / "signing")  # makes key-0001.pem on first start
+        groups[_SIGNING] = (state / "signing", sorted(p.name for p in (state / "signing").glob("key-*.pem")))
+    if settings.tls:
+        ensure_tls(state / "tls", settings.tls_names)
+        groups[_TLS_CA] = (state / "tls", ["ca.pem", "ca-key.pem"])
+    adopted = set()
+    for name, (folder, files) in groups.items():
+        ours = {f: (folder / f).read_bytes() for f in files}
+        theirs: dict[str, bytes] = pickle.loads(store.share(name, pickle.dumps(ours)))
+        if theirs == ours:
+            continue
+        adopted.add(name)
+        if name == _SIGNING:
+            for old in folder.glob("key-*.pem"):
+                if old.name not in theirs:
+                    old.unlink()
+        for file, data in theirs.items():
+            _write(folder / Path(file).name, data, private=file != "ca.pem")
+        if name == _TLS_CA:
+            (folder / "server.pem").unlink(missing_ok=True)  # ensure_tls remakes it, signed by the adopted CA
+    return adopted
+
+
+def _write(path: Path, data: bytes, *, private: bool) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o600 if private else 0o644)
+    tmp.replace(path)
 
 
 def seed_shared_store(runtime: Runtime) -> Path:

@@ -61,7 +61,11 @@ class Settings:
         default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback)."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
     workers: int = field(default=1, metadata={
-        "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite."})
+        "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite (or --store)."})
+    store: str = field(default="", metadata={
+        "help": "Shared state for several replicas: redis://host:port/db (or rediss://, unix:///path.sock; "
+                "?prefix=NAME namespaces the keys, default fakests:). Empty: in memory, or "
+                "{state_dir}/shared.sqlite with --workers >1."})
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str) -> Settings:

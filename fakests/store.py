@@ -8,8 +8,8 @@ write lock (``BEGIN IMMEDIATE``) makes "decide and count" atomic across processe
 ``times: 2`` rule fires exactly twice however requests are spread. With one process (the default,
 and every test fixture) none of this is used: state stays in plain objects.
 
-For several replicas on different machines a network store would be needed (Redis is the natural
-choice); this module keeps that to one class with the same methods.
+For several replicas on different machines, ``redisstore.RedisStore`` keeps the same methods on Redis
+(``--store redis://...``); ``Store`` below is the interface both keep and the rest of fakests uses.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .journal import Journal, JournalEntry
 
@@ -43,8 +43,55 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
 """
 
 
+class Store(Protocol):
+    """What sandboxes, the engine and the runtime need from a shared store (``SharedStore``: SQLite, one
+    machine; ``redisstore.RedisStore``: Redis, several replicas). Blobs are pickles: a test double's
+    private store, written and read only by fakests."""
+
+    #: False when every process reads one state directory (workers on one machine); True when each
+    #: replica has its own, so keys, the CA and the client certificate are shared too (``share``).
+    remote: bool
+
+    def exclusive(self, scope: str = "") -> contextlib.AbstractContextManager[None]:
+        """Run the body alone among every process using the store (read, decide, write atomically);
+        the store's methods called inside take part. ``scope`` may narrow the lock (a sandbox id)."""
+        ...
+
+    def share(self, name: str, offer: bytes) -> bytes:
+        """Offer a value under ``name``: the first offer ever made wins, and is returned to everyone."""
+        ...
+
+    def version(self) -> int: ...
+    def save_sandbox(self, sandbox_id: str, definition: Any) -> int: ...
+    def seed_sandbox(self, sandbox_id: str, definition: Any) -> bool: ...
+    def drop_sandbox(self, sandbox_id: str) -> None: ...
+    def sandboxes(self) -> dict[str, tuple[int, Any]]: ...
+    def sandbox_versions(self) -> dict[str, int]: ...
+    def load_sandbox(self, sandbox_id: str) -> Any | None: ...
+    def put_grant(self, sandbox: str, kind: str, key: str, value: Any, expires_at: float,
+                  lookup: str | None = None) -> None: ...
+    def get_grant(self, sandbox: str, kind: str, key: str) -> Any | None: ...
+    def claim_grant(self, sandbox: str, kind: str, key: str) -> tuple[Any | None, bool]: ...
+    def update_grant(self, sandbox: str, kind: str, key: str, value: Any) -> None: ...
+    def find_grant(self, kind: str, lookup: str) -> tuple[str, str, Any] | None: ...
+    def delete_grant(self, sandbox: str, kind: str, key: str) -> None: ...
+    def expire_grants(self, now: float) -> None: ...
+    def rule_state(self, sandbox: str, name: str) -> dict[str, Any] | None: ...
+    def save_rule_state(self, sandbox: str, name: str, state: dict[str, Any]) -> None: ...
+    def clear_rules(self, sandbox: str) -> None: ...
+    def prune_rules(self, sandbox: str, keep: list[str]) -> None: ...
+    def record(self, entry: JournalEntry, bound: int) -> None: ...
+    def journal(self, sandbox: str, bound: int) -> list[JournalEntry]: ...
+    def journal_count(self, sandbox: str, bound: int) -> int: ...
+    def clear_journal(self, sandbox: str) -> None: ...
+    def add_error(self, sandbox: str, text: str) -> None: ...
+    def errors(self, sandbox: str) -> list[str]: ...
+
+
 class SharedStore:
     """State shared by the worker processes of one fakests, in ``{state_dir}/shared.sqlite``."""
+
+    remote = False  # the workers read one state directory: keys and certificates need no sharing
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -66,16 +113,21 @@ class SharedStore:
         return db
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds SQLite's lock: read, decide and write atomically."""
+    def exclusive(self, scope: str = "") -> Iterator[None]:
+        """A write transaction that holds SQLite's lock: read, decide and write atomically. The methods
+        called inside run in it (``db`` is one connection per thread). ``scope``: SQLite has one lock."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
+            yield
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def share(self, name: str, offer: bytes) -> bytes:
+        """Nothing to share: every worker reads the same state directory."""
+        return offer
 
     # --- sandbox definitions -------------------------------------------------------------------------
     def version(self) -> int:
@@ -83,17 +135,30 @@ class SharedStore:
 
     def save_sandbox(self, sandbox_id: str, definition: Any) -> int:
         """Store a sandbox's definition; returns its new version (the writer need not reload it)."""
+        with self.exclusive():
+            return self._save(sandbox_id, definition)
+
+    def seed_sandbox(self, sandbox_id: str, definition: Any) -> bool:
+        """``save_sandbox`` unless the store holds that sandbox already; True if this call wrote it."""
+        with self.exclusive():
+            if self.db.execute("SELECT 1 FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone() is not None:
+                return False
+            self._save(sandbox_id, definition)
+        return True
+
+    def _save(self, sandbox_id: str, definition: Any) -> int:
+        """Write a definition under a new version (call inside ``exclusive``); returns the version."""
         blob = pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
-        with self.exclusive() as db:
-            db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
-            db.execute("INSERT INTO sandboxes (id, version, blob) VALUES (?, (SELECT value FROM meta WHERE "
-                       "key='version'), ?) ON CONFLICT (id) DO UPDATE SET version=excluded.version, blob=excluded.blob",
-                       (sandbox_id, blob))
-            version = int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
-        return version
+        db = self.db
+        db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
+        db.execute("INSERT INTO sandboxes (id, version, blob) VALUES (?, (SELECT value FROM meta WHERE "
+                   "key='version'), ?) ON CONFLICT (id) DO UPDATE SET version=excluded.version, blob=excluded.blob",
+                   (sandbox_id, blob))
+        return int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
 
     def drop_sandbox(self, sandbox_id: str) -> None:
-        with self.exclusive() as db:
+        with self.exclusive():
+            db = self.db
             db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
             for table in ("sandboxes", "grants", "rules", "journal", "errors"):
                 column = "id" if table == "sandboxes" else "sandbox"
@@ -124,7 +189,8 @@ class SharedStore:
 
     def claim_grant(self, sandbox: str, kind: str, key: str) -> tuple[Any | None, bool]:
         """The grant and whether this call was the first to claim it (single use across processes)."""
-        with self.exclusive() as db:
+        with self.exclusive():
+            db = self.db
             row = db.execute("SELECT blob, redeemed FROM grants WHERE sandbox=? AND kind=? AND key=?",
                              (sandbox, kind, key)).fetchone()
             if row is None:
@@ -150,12 +216,12 @@ class SharedStore:
         self.db.execute("DELETE FROM grants WHERE expires_at < ?", (now - 86400,))
 
     # --- rule counters --------------------------------------------------------------------------------
-    def rule_state(self, db: sqlite3.Connection, sandbox: str, name: str) -> dict[str, Any] | None:
-        row = db.execute("SELECT blob FROM rules WHERE sandbox=? AND name=?", (sandbox, name)).fetchone()
+    def rule_state(self, sandbox: str, name: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT blob FROM rules WHERE sandbox=? AND name=?", (sandbox, name)).fetchone()
         return pickle.loads(row[0]) if row else None
 
-    def save_rule_state(self, db: sqlite3.Connection, sandbox: str, name: str, state: dict[str, Any]) -> None:
-        db.execute("INSERT OR REPLACE INTO rules (sandbox, name, blob) VALUES (?, ?, ?)",
+    def save_rule_state(self, sandbox: str, name: str, state: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO rules (sandbox, name, blob) VALUES (?, ?, ?)",
                    (sandbox, name, pickle.dumps(state)))
 
     def clear_rules(self, sandbox: str) -> None:
@@ -204,7 +270,7 @@ class SharedJournal(Journal):
     Entries carry the database's ``seq`` (one order across processes), so ``since`` works as in one
     process. Reading fetches at most ``size`` rows, the newest."""
 
-    def __init__(self, store: SharedStore, sandbox_id: str, size: int = 10_000) -> None:
+    def __init__(self, store: Store, sandbox_id: str, size: int = 10_000) -> None:
         super().__init__(size)
         self.store = store
         self.sandbox_id = sandbox_id
@@ -229,7 +295,7 @@ class SharedErrors(list[str]):
     """A sandbox's internal errors kept in the store (a ``list`` to its readers), so the pytest fixture
     and the admin API see a 500 whichever worker answered it."""
 
-    def __init__(self, store: SharedStore, sandbox_id: str) -> None:
+    def __init__(self, store: Store, sandbox_id: str) -> None:
         super().__init__()
         self.store = store
         self.sandbox_id = sandbox_id
