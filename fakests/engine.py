@@ -16,6 +16,7 @@ import random
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class RuleState:
     fired: int = 0
     hits: dict[str, deque[float]] = field(default_factory=dict)  # throttle: request times per key
     key: str = field(default_factory=lambda: uuid.uuid4().hex)  # names its counters in the shared store
+    sweep_at: int = field(default=0, repr=False)  # ``hits`` size at which its stale keys are dropped
 
     @property
     def name(self) -> str:
@@ -152,6 +154,7 @@ class Engine:
         self.sandbox = sandbox
         self.states: list[RuleState] = []  # replaced, never changed in place (``_candidates`` indexes it)
         self.not_before: dict[str, float] = {}  # client key -> time its last Retry-After ends
+        self._sweep_at = SWEEP_FROM  # ``not_before`` size at which its ended waits are dropped
         self._lock = threading.Lock()
         # ``states`` indexed by the client ids rules name, so a request only tries the rules that can
         # match it (50 rules for other clients cost nothing); rebuilt when ``states`` is replaced.
@@ -330,10 +333,14 @@ class Engine:
             with store.exclusive(self.sandbox.sandbox_id):
                 not_before = store.rule_state(self.sandbox.sandbox_id, _NOT_BEFORE) or {}
                 not_before[key] = max(not_before.get(key, 0.0), now + seconds)
+                if len(not_before) >= SWEEP_FROM:  # the store's copy: its size is checked on each write
+                    _sweep(not_before, lambda until: until <= now)
                 store.save_rule_state(self.sandbox.sandbox_id, _NOT_BEFORE, not_before)
             return
         with self._lock:
             self.not_before[key] = max(self.not_before.get(key, 0.0), now + seconds)
+            if len(self.not_before) >= self._sweep_at:
+                self._sweep_at = _sweep(self.not_before, lambda until: until <= now)
 
 
 def _delay(chosen: RuleState | None) -> float | None:
@@ -373,12 +380,28 @@ def _retry_after_seconds(value: str, now: float) -> float:
         return 0.0
 
 
+SWEEP_FROM = 1024  # per-client throttle and Retry-After memory is swept of stale keys from this size on
+
+
+def _sweep(memory: dict[str, Any], stale: Callable[[Any], bool]) -> int:
+    """Drop ``memory``'s stale entries (a throttle window or a Retry-After that is over: forgetting it
+    changes no answer). Returns the size at which to sweep next: twice what is left, so sweeping costs
+    O(1) per new key however many clients stay active."""
+    for key in [k for k, v in memory.items() if stale(v)]:
+        del memory[key]
+    return max(SWEEP_FROM, 2 * len(memory))
+
+
 def _throttle(state: RuleState, ctx: StsRequest, now: float) -> int | None:
     """Seconds to wait if this request is over the limit (it is then not counted), else None."""
     t = state.rule.throttle
     assert t is not None
     key = (ctx.notes.get("client_id") or ctx.client_id or "-") if t.key == "client" else ctx.segment.lower()
-    hits = state.hits.setdefault(key, deque())
+    hits = state.hits.get(key)
+    if hits is None:
+        if len(state.hits) >= max(state.sweep_at, SWEEP_FROM):  # clients come and go: forget the quiet ones
+            state.sweep_at = _sweep(state.hits, lambda times: not times or times[-1] <= now - t.per)
+        hits = state.hits[key] = deque()
     while hits and hits[0] <= now - t.per:
         hits.popleft()
     if len(hits) < t.limit:

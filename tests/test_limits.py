@@ -546,3 +546,33 @@ def test_rules_limit_over_the_admin_api_is_a_clear_400(fake_sts: StsSandbox) -> 
     over = http.post(admin, json={"name": "throttling-429"})
     assert over.status_code == 400 and over.json()["error"] == "invalid_scenario"
     assert "at most 1 per sandbox (max_rules)" in over.json()["reason"]
+
+
+def test_throttle_memory_forgets_clients_whose_window_is_over(fake_sts: StsSandbox) -> None:
+    """Throttle windows and Retry-After times are kept per client id; clients that come and go (a load
+    test, generated ids) must not grow them for ever, and a client still inside its window keeps it."""
+    from fakests.engine import SWEEP_FROM
+
+    fake_sts.throttle("token", limit=1, per=10)
+    session = fake_sts.http_client()
+    url = f"{fake_sts.authority()}/oauth2/v2.0/token"
+    engine = fake_sts.sandbox.engine
+    (state,) = engine.states
+
+    def token(client_id: str) -> int:
+        return session.post(url, data={"grant_type": "client_credentials", "client_id": client_id}).status_code
+
+    steady = str(uuid.uuid4())
+    assert token(steady) != 429 and token(steady) == 429
+    largest = (0, 0)
+    for _ in range(5):
+        fake_sts.advance(11)  # every window and Retry-After so far is over
+        assert token(steady) != 429  # its window passed too: a fresh allowance
+        for _ in range(800):
+            client = str(uuid.uuid4())
+            assert token(client) != 429 and token(client) == 429
+        assert token(steady) == 429  # still inside its window: not forgotten by a sweep
+        largest = max(largest, (len(state.hits), len(engine.not_before)))
+    # 4,000 clients passed through; what is kept stays near the clients of the current window.
+    assert max(largest) <= SWEEP_FROM + 801, largest
+    assert len(fake_sts.journal.entries("token", status=429)) == 4000 + 6
