@@ -96,7 +96,7 @@ def _sandbox(request: Request) -> Sandbox:
     sb = _sandboxes(request).get(sandbox_id)
     if sb is None:
         raise AdminError(404, "not_found", f"No sandbox {sandbox_id!r} (it may have expired or been deleted).")
-    sb.last_used = time.monotonic()  # admin use keeps a sandbox alive too (Sandboxes.expire_idle)
+    sb.touch()  # admin use keeps a sandbox alive too (Sandboxes.expire_idle)
     return sb
 
 

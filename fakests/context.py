@@ -166,7 +166,7 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             if ids.client_request_id is None and (form.get("client-request-id") or form.get("x-ms-client-request-id")):
                 ids = RequestIds.new(form)
             sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"))
-            sandbox.last_used = time.monotonic()
+            sandbox.touch()
             ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now(),
                              headers=headers)
             response = None

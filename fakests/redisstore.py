@@ -192,6 +192,7 @@ class RedisStore:
         pipe.incr(self._key("version"))
         pipe.hdel(self._key("sandboxes"), sandbox_id)
         pipe.hdel(self._key("sandbox-versions"), sandbox_id)
+        pipe.zrem(self._key("used"), sandbox_id)
         pipe.delete(self._key("rules", sandbox_id), self._key("journal", sandbox_id), self._key("errors", sandbox_id))
         pipe.execute()
         index = self._key("grants", sandbox_id)
@@ -201,6 +202,15 @@ class RedisStore:
             pipe.zrem(index, *names)
             pipe.execute()
         self.redis.delete(index)
+
+    def touch_sandboxes(self, used: dict[str, float]) -> None:
+        """Record that these sandboxes were used at these (epoch) times: a sorted set, the latest wins (GT)."""
+        if used:
+            self.redis.zadd(self._key("used"), used, gt=True)
+
+    def idle_sandboxes(self, before: float) -> list[str]:
+        """Sandboxes no replica has used since ``before`` (epoch seconds)."""
+        return [k.decode() for k in self.redis.zrangebyscore(self._key("used"), "-inf", f"({before}")]
 
     def sandboxes(self) -> dict[str, tuple[int, Any]]:
         """Every sandbox: id -> (version, definition)."""

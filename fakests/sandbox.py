@@ -106,6 +106,7 @@ class Sandbox:
     # The scenario engine's hook (scripted failures): a callable that may answer instead of fakests.
     interceptor: Callable[[Any], Any] | None = None
     last_used: float = field(default_factory=time.monotonic)
+    _use_published: float = field(default=float("-inf"), repr=False)  # with a store: last ``touch`` written there
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
     # With ``serve --workers N``: grants live in this store, and ``persist`` hands the changed definition
@@ -121,6 +122,14 @@ class Sandbox:
 
             self._engine = Engine(self)
         return self._engine
+
+    def touch(self) -> None:
+        """Mark the sandbox used now (requests and admin calls keep it alive: ``Sandboxes.expire_idle``).
+        With a store, other processes must see the use too: it is written there at most once a second."""
+        self.last_used = now = time.monotonic()
+        if self.store is not None and now - self._use_published >= USE_PUBLISH_EVERY:
+            self._use_published = now
+            self.store.touch_sandboxes({self.sandbox_id: time.time()})
 
     def now(self) -> float:
         """The sandbox clock: wall time plus an offset tests can advance to expire things."""
@@ -289,6 +298,7 @@ class SandboxDefinition:
     rules: list[tuple[str, Rule, float, str]]
 
 
+USE_PUBLISH_EVERY = 1.0  # seconds: how often a sandbox's use is written to the store, at most
 GRANT_CAP = 100_000  # per kind and sandbox, in one process; the shared store prunes by expiry
 
 
@@ -384,6 +394,7 @@ class Sandboxes:
         else:
             sb = self._add(sandbox_id, *self.template.clone_fresh(f"sb-{sandbox_id}.fakests.test"))
         sb.persist()
+        sb.touch()  # with a store: its first use, so a sandbox nobody ever calls expires too
         return sb
 
     def drop(self, sandbox_id: str) -> bool:
@@ -415,15 +426,30 @@ class Sandboxes:
         return list(self._by_id.values())
 
     def expire_idle(self) -> None:
-        """Drop every sandbox (but the default) unused for ``sandbox_idle_ttl`` seconds. Not with
-        several workers: each sees only its own share of a sandbox's use, so none can tell it is idle."""
+        """Drop every sandbox (but the default) unused for ``sandbox_idle_ttl`` seconds.
+
+        With a store each process sees only its share of a sandbox's use: ``Sandbox.touch`` writes uses
+        there, and what no process has used for the ttl (plus the second a use may lag) is dropped."""
         if self.store is not None:
+            self._expire_shared()
             return
         limit = time.monotonic() - self.settings.sandbox_idle_ttl
         with self._lock:
             idle = [s for s in self._by_id.values() if s.last_used < limit and s.sandbox_id != DEFAULT_SANDBOX]
         for sb in idle:
             self.drop(sb.sandbox_id)
+
+    def _expire_shared(self) -> None:
+        store = self.store
+        assert store is not None
+        lag = USE_PUBLISH_EVERY  # a use may reach the store this much later than it happened
+        idle = [sid for sid in store.idle_sandboxes(time.time() - self.settings.sandbox_idle_ttl - lag)
+                if sid != DEFAULT_SANDBOX]
+        if idle:
+            self.sync()
+            for sid in idle:
+                if not self.drop(sid):  # held by no process here: drop it from the store alone
+                    store.drop_sandbox(sid)
 
     def expire_soon(self) -> None:
         """``expire_idle``, at most once a second (or once per ttl, if shorter): requests and admin

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS rules (sandbox TEXT NOT NULL, name TEXT NOT NULL, blo
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, blob BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS journal_sandbox ON journal (sandbox, seq);
 CREATE TABLE IF NOT EXISTS errors (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS used (id TEXT PRIMARY KEY, at REAL NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
 """
 
@@ -65,6 +66,8 @@ class Store(Protocol):
     def save_sandbox(self, sandbox_id: str, definition: Any) -> int: ...
     def seed_sandbox(self, sandbox_id: str, definition: Any) -> bool: ...
     def drop_sandbox(self, sandbox_id: str) -> None: ...
+    def touch_sandboxes(self, used: dict[str, float]) -> None: ...
+    def idle_sandboxes(self, before: float) -> list[str]: ...
     def sandboxes(self) -> dict[str, tuple[int, Any]]: ...
     def sandbox_versions(self) -> dict[str, int]: ...
     def load_sandbox(self, sandbox_id: str) -> Any | None: ...
@@ -160,9 +163,18 @@ class SharedStore:
         with self.exclusive():
             db = self.db
             db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
-            for table in ("sandboxes", "grants", "rules", "journal", "errors"):
-                column = "id" if table == "sandboxes" else "sandbox"
+            for table in ("sandboxes", "used", "grants", "rules", "journal", "errors"):
+                column = "id" if table in ("sandboxes", "used") else "sandbox"
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (sandbox_id,))
+
+    def touch_sandboxes(self, used: dict[str, float]) -> None:
+        """Record that these sandboxes were used at these (epoch) times; the latest time wins."""
+        self.db.executemany("INSERT INTO used (id, at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
+                            "at = max(at, excluded.at)", list(used.items()))
+
+    def idle_sandboxes(self, before: float) -> list[str]:
+        """Sandboxes no process has used since ``before`` (epoch seconds)."""
+        return [r[0] for r in self.db.execute("SELECT id FROM used WHERE at < ?", (before,))]
 
     def sandboxes(self) -> dict[str, tuple[int, Any]]:
         """Every sandbox: id -> (version, definition)."""

@@ -496,12 +496,17 @@ def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_pa
         out += [[e.client_request_id for e in entries], s.journal_count("sb", 10), len({e.seq for e in entries})]
         s.add_error("sb", "boom")
         out += [s.errors("sb")]
+        s.touch_sandboxes({"sb": now - 100, "other": now - 50})
+        s.touch_sandboxes({"sb": now - 200, "other": now - 5})  # an older use reported late changes nothing
+        out += [sorted(s.idle_sandboxes(now - 60)), sorted(s.idle_sandboxes(now - 1))]
         s.drop_sandbox("sb")
         out += [s.sandbox_versions(), s.get_grant("sb", "code", "c1"), s.journal("sb", 10), s.errors("sb"),
-                s.rule_state("sb", "r2")]
+                s.rule_state("sb", "r2"), s.idle_sandboxes(now)]
         return out
 
-    assert exercise(store) == exercise(SharedStore(tmp_path / "shared.sqlite"))
+    answers = exercise(store)
+    assert answers == exercise(SharedStore(tmp_path / "shared.sqlite"))
+    assert answers[-8:-6] == [["sb"], ["other", "sb"]] and answers[-1] == ["other"]
 
     store.put_grant("other", "refresh", "rt", {"r": 1}, now + 3600)
     ttl = store.redis.pttl(f"{prefix}grant:other:refresh:rt") / 1000

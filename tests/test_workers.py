@@ -36,14 +36,13 @@ REDIRECT = "https://localhost/callback"
 READY = re.compile(r"^Ready on (https://\S+) ")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(state: Path, *extra: str) -> Iterator[str]:
     """``python -m fakests serve --workers 2 --port 0``; its URL once the banner says Ready. The whole
     process group (the parent and its workers) is killed afterwards, whatever happened."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_") and not k.endswith("_CA_BUNDLE")}
-    state = tmp_path_factory.mktemp("workers")
     proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", "--workers", "2", "--port", "0",
-                             "--state-dir", str(state), "--no-log-requests"], cwd=REPO,
+                             "--state-dir", str(state), "--no-log-requests", *extra], cwd=REPO,
                             env={**env, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -64,6 +63,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _kill_group(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving(tmp_path_factory.mktemp("workers")) as url:
+        yield url
 
 
 def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
@@ -274,3 +279,34 @@ def test_workers_must_be_at_least_one(tmp_path: Path, capsys: pytest.CaptureFixt
 
     assert main(["serve", "--workers", "0", "--state-dir", str(tmp_path)]) == 2
     assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+
+
+# --- (g) idle sandboxes expire, judged by every worker's use -----------------------------------------------
+def test_an_idle_sandbox_expires_but_one_used_on_the_other_worker_stays(tmp_path: Path) -> None:
+    """Each worker sees only its own share of a sandbox's use. ``busy`` is used only through worker one,
+    ``idle`` not at all, while worker two keeps running its idle checks (requests to the default
+    sandbox): ``idle`` goes everywhere, ``busy`` stays, also as worker two sees it."""
+    ttl = 2
+    with serving(tmp_path, "--sandbox-idle-ttl", str(ttl)) as url:
+        busy, idle = RemoteSandbox.create(url), RemoteSandbox.create(url)
+        (one, one_tag), (two, two_tag) = pinned_pair(busy)
+        daemon = busy.daemon
+        form = {"grant_type": "client_credentials", "client_id": daemon.client_id,
+                "client_secret": daemon.secret or "", "scope": "https://graph.microsoft.com/.default"}
+        default_discovery = f"{url}/common/v2.0/.well-known/openid-configuration"
+        deadline = time.monotonic() + ttl + 3.5  # the ttl, the second a use may lag, and some slack
+        while time.monotonic() < deadline:
+            assert token(one, busy, **form).status_code == 200
+            two.get(default_discovery, timeout=30).raise_for_status()
+            time.sleep(0.2)
+        # Both workers have run their idle checks many times by now.
+        for session in (one, two):
+            gone = session.post(f"{idle.authority()}/oauth2/v2.0/token", timeout=30, data={
+                **form, "client_id": idle.daemon.client_id, "client_secret": idle.daemon.secret or ""})
+            assert gone.status_code == 400 and error_codes(gone) == [90002], gone.text
+        with busy.http_client() as admin:
+            assert admin.get(f"{url}/_fakests/sandboxes/{idle.sandbox_id}", timeout=30).status_code == 404
+        answered = token(two, busy, **form)
+        assert answered.status_code == 200, answered.text
+        assert workers_of(busy, two_tag) and workers_of(busy, one_tag).isdisjoint(workers_of(busy, two_tag))
+        busy.drop()
