@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Never stored, never logged: these carry credentials or grants (issue 5, "Secrets").
@@ -57,6 +57,22 @@ class JournalEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+FIELDS = tuple(f.name for f in fields(JournalEntry))
+
+
+def entry_row(entry: JournalEntry) -> tuple[Any, ...]:
+    """``entry`` as the row ``Journal.record_row`` and the shared stores keep: its fields, in order."""
+    return tuple(getattr(entry, name) for name in FIELDS)
+
+
+def entry_from_row(row: tuple[Any, ...] | dict[str, Any], seq: int) -> JournalEntry:
+    """The entry a stored row holds, numbered ``seq`` (the store's order across processes). A dict is a
+    row written by an earlier fakests into a Redis store that outlived it."""
+    if isinstance(row, dict):
+        return JournalEntry(**{**row, "seq": seq})
+    return JournalEntry(seq, *row[1:])
 
 
 _seq = itertools.count(1)

@@ -34,12 +34,11 @@ import contextlib
 import pickle
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
-from .journal import JournalEntry
+from .journal import JournalEntry, entry_from_row
 
 try:
     import redis
@@ -300,16 +299,16 @@ class RedisStore:
         self._prune(keys=[self._key("rules", sandbox)], args=keep)
 
     # --- journal and internal errors --------------------------------------------------------------------
-    def record(self, entry: JournalEntry, bound: int) -> None:
-        self._record(keys=[self._key("journal-seq"), self._key("journal", entry.sandbox)],
-                     args=[pickle.dumps(asdict(entry)), max(bound, 1)])
+    def record(self, row: tuple[Any, ...], bound: int) -> None:
+        """Journal ``row`` (``journal.entry_row``); the store numbers it."""
+        self._record(keys=[self._key("journal-seq"), self._key("journal", row[1])],
+                     args=[pickle.dumps(row), max(bound, 1)])
 
     def journal(self, sandbox: str, bound: int) -> list[JournalEntry]:
         """The newest ``bound`` entries, oldest first, each with the store's ``seq`` (one order across
         every replica and worker)."""
         rows = self.redis.xrevrange(self._key("journal", sandbox), count=max(bound, 1))
-        return [JournalEntry(**{**pickle.loads(fields[b"e"]), "seq": int(fields[b"s"])})
-                for _, fields in reversed(rows)]
+        return [entry_from_row(pickle.loads(fields[b"e"]), int(fields[b"s"])) for _, fields in reversed(rows)]
 
     def journal_count(self, sandbox: str, bound: int) -> int:
         return min(int(self.redis.xlen(self._key("journal", sandbox))), bound)

@@ -245,3 +245,16 @@ def test_journal_entry_holds_each_field_of_the_request(fake_sts: StsSandbox) -> 
     assert isinstance(entry.duration_ms, float) and entry.duration_ms >= 0
     assert entry.user_agent == "journal-probe/1.0" and entry.early_retry is False
     assert entry.worker == os.getpid() and isinstance(entry.at, float) and entry.seq > 0
+
+
+def test_stored_journal_rows_read_back_as_entries_in_both_formats() -> None:
+    """The shared stores keep rows (``entry_row``); a Redis store may still hold dicts an earlier fakests
+    wrote. Both read back as the same entry, numbered by the store."""
+    from dataclasses import asdict, replace
+
+    from fakests.journal import JournalEntry, entry_from_row, entry_row
+
+    entry = JournalEntry(7, "sb", "token", "POST", "/t/oauth2/v2.0/token", 1.5, {"scope": "x"}, "cid", "password",
+                         "crid", "trace", "corr", 400, 50126, "invalid_grant", "s/r", "3", None, 1.25, "ua", True, 42)
+    assert entry_from_row(entry_row(entry), 99) == replace(entry, seq=99)
+    assert entry_from_row(asdict(entry), 99) == replace(entry, seq=99)

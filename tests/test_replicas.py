@@ -466,7 +466,7 @@ def test_a_bad_or_unreachable_store_stops_start_up(store: str, reason: str, tmp_
 def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_path: Path) -> None:
     """The same calls on both stores give the same answers; then what only Redis does: TTLs from
     ``expires_at``, a bounded journal, a prefix that isolates, and a drop that deletes exactly its keys."""
-    from fakests.journal import JournalEntry
+    from fakests.journal import JournalEntry, entry_row
     from fakests.redisstore import GRANT_GRACE, RedisStore
     from fakests.store import SharedStore
 
@@ -491,7 +491,7 @@ def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_pa
         out += [s.rule_state("sb", "r1"), s.rule_state("sb", "r2")]
         for i in range(30):
             entry = JournalEntry(1000 + i, "sb", "token", "POST", "/t", now, {}, None, None, f"r{i}", "t", "c", 200)
-            s.record(entry, 10)
+            s.record(entry_row(entry), 10)
         entries = s.journal("sb", 10)
         out += [[e.client_request_id for e in entries], s.journal_count("sb", 10), len({e.seq for e in entries})]
         s.add_error("sb", "boom")
