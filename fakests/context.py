@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from .directory import Tenant
@@ -104,11 +104,7 @@ async def read_params(request: Request, max_body: int,
     declared = headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
         raise BodyTooLarge
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise BodyTooLarge
+    body = await _read_body(request, max_body)
     ctype = headers.get("content-type", "").split(";")[0].strip().lower()
     if not body or ctype != "application/x-www-form-urlencoded":
         return query, {}
@@ -118,6 +114,22 @@ async def read_params(request: Request, max_body: int,
     except (UnicodeDecodeError, ValueError) as exc:
         raise StsError(9002313, detail=f"The request body could not be parsed: {type(exc).__name__}.") from None
     return query, dict(reversed(pairs))
+
+
+async def _read_body(request: Request, max_body: int) -> bytes:
+    """The request body from ASGI ``receive`` (``Request.stream`` costs an async generator per request),
+    up to ``max_body`` bytes. Each STS request reads its body once, here."""
+    receive = request.receive
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        body += message.get("body", b"")
+        if len(body) > max_body:
+            raise BodyTooLarge
+        if not message.get("more_body", False):
+            return body
 
 
 # A Host header that can be a URL's authority: a name or IPv4 address, or an [IPv6] address; a port.
@@ -175,6 +187,11 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
                 response = await answer if inspect.isawaitable(answer) else answer
             if response is None:
                 response = await handler(ctx)
+        except ClientDisconnect:
+            # The client gave up mid-body: nobody reads an answer, but the journal shows what it did.
+            ctx = ctx or _unparsed(request, name, sandboxes, segment, ids, origin, headers)
+            ctx.notes.update(error="client_disconnected")
+            response = Response(status_code=499)  # nginx's "client closed request"; never sent
         except BodyTooLarge:
             if ctx is None:  # rejected while reading the body: journal it all the same
                 ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)

@@ -576,3 +576,29 @@ def test_throttle_memory_forgets_clients_whose_window_is_over(fake_sts: StsSandb
     # 4,000 clients passed through; what is kept stays near the clients of the current window.
     assert max(largest) <= SWEEP_FROM + 801, largest
     assert len(fake_sts.journal.entries("token", status=429)) == 4000 + 6
+
+
+def test_a_client_that_drops_the_connection_mid_body_is_journaled_not_an_internal_error(
+        small_server: FakeSTS) -> None:
+    """A client that gives up half-way through its body (a timeout, a killed process) is the client's
+    doing: it is journaled as 499 "client closed request", never recorded as a fakests error (which
+    would fail the test using the fixture), and the server keeps serving."""
+    sts = small_server.sandbox()
+    form = urlencode(_client_credentials(sts)).encode()
+    head = (f"POST /{sts.tenant_id}/oauth2/v2.0/token HTTP/1.1\r\nHost: localhost\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(form) + 500}\r\n"
+            "client-request-id: 4b0e8e0c-6f57-4c39-9d7e-2f1cbb3b2d11\r\n\r\n").encode()
+    context = ssl.create_default_context(cafile=small_server.ca_path)
+    with socket.create_connection(("127.0.0.1", small_server.port), timeout=20) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as conn:
+        conn.sendall(head + form)  # 500 bytes short of what it announced; then the connection closes
+    deadline = time.monotonic() + 10
+    while not sts.journal.entries("token") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [entry] = sts.journal.entries("token")
+    assert (entry.status, entry.error, entry.correlation_id) == (499, "client_disconnected",
+                                                                 "4b0e8e0c-6f57-4c39-9d7e-2f1cbb3b2d11")
+    assert not sts.internal_errors
+    http = sts.http_client(inprocess=False)
+    assert http.post(f"{sts.authority()}/oauth2/v2.0/token", data=_client_credentials(sts)).status_code == 200
+    sts.drop()
