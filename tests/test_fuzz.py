@@ -808,3 +808,27 @@ def _assert_healthy(sts: StsTarget) -> None:
 def test_server_still_works_after_the_fuzz(sts: StsTarget) -> None:
     """After everything above (each fuzz test also checks this when it ends, for pytest-xdist)."""
     _assert_healthy(sts)
+
+
+# --- the form parser is parse_qsl's twin --------------------------------------------------------------------
+_FORM_PIECES = ["a", "b", "=", "&", "+", "%", "%20", "%2", "%zz", "%C3%A9", "%C3", "%ff", "%F0%9F%98%80", "\u00e9", " "]
+_FORM_TEXT = st.lists(st.sampled_from(_FORM_PIECES), max_size=30).map("".join) | st.text(max_size=40)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=_FORM_TEXT | st.just("&" * 999) | st.just("a=1&" * 1000))
+def test_parse_form_answers_as_parse_qsl_does(text: str) -> None:
+    """``context.parse_form`` replaces ``urllib.parse.parse_qsl`` on every token request for speed; it
+    must give the same pairs and fail on the same inputs (too many fields, bad percent-encoded UTF-8)."""
+    from urllib.parse import parse_qsl
+
+    from fakests.context import MAX_FORM_FIELDS, parse_form
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            return type(exc)
+
+    expected = outcome(lambda t: parse_qsl(t, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"))
+    assert outcome(parse_form) == expected
