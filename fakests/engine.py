@@ -16,7 +16,7 @@ import random
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -239,7 +239,9 @@ class Engine:
             return [state for _, state in self._open]
         return [state for _, state in sorted(self._open + named, key=lambda p: p[0])]
 
-    async def intercept(self, ctx: StsRequest) -> Response | None:
+    def intercept(self, ctx: StsRequest) -> Response | Awaitable[Response | None] | None:
+        """The scripted answer to ``ctx``, if a rule gives one (awaitable only when a rule delays it):
+        most requests match no rule, and they pay for no coroutine."""
         facts = Facts(ctx)
         now = ctx.now
         client_id = ctx.notes.get("client_id") or ctx.client_id
@@ -269,7 +271,15 @@ class Engine:
                 sb.keys = sb.keys.rotated_copy(now)
             sb.persist()
         if seconds is not None:
-            await asyncio.sleep(seconds)
+            return self._after(seconds, reply, ctx, client_key, now)
+        return self._answer(reply, ctx, client_key, now)
+
+    async def _after(self, seconds: float, reply: Reply, ctx: StsRequest, client_key: str,
+                     now: float) -> Response | None:
+        await asyncio.sleep(seconds)
+        return self._answer(reply, ctx, client_key, now)
+
+    def _answer(self, reply: Reply, ctx: StsRequest, client_key: str, now: float) -> Response | None:
         if reply.aadsts is None and reply.status is None and reply.fault is None:
             return None  # a slow STS or a key rotation: answer normally
         response = render_reply(reply, ctx)
