@@ -122,6 +122,7 @@ if HttpToolsProtocol is not None:
         _parent_message_begin = HttpToolsProtocol.on_message_begin
         _parent_url = HttpToolsProtocol.on_url
         _parent_header = HttpToolsProtocol.on_header
+        _parent_headers_complete = HttpToolsProtocol.on_headers_complete
 
         def on_message_begin(self) -> None:
             self.head_bytes = 0
@@ -155,7 +156,7 @@ if HttpToolsProtocol is not None:
 
         def on_headers_complete(self) -> None:
             self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
-            super().on_headers_complete()
+            self._parent_headers_complete()
 
 
 def protocol_class() -> type | str:
