@@ -334,7 +334,7 @@ def report(args: argparse.Namespace, tool: str, workers_ok: bool, series: dict[s
             rc = statistics.median(cpu)
             rows.append((f"{label}: server CPU/request", us(base.median(lambda s: s.cpu_per_request)),
                          us(fk.median(lambda s: s.cpu_per_request)),
-                         f"{rc:.2f}x ({min(cpu):.2f}-{max(cpu):.2f})",
+                         f"{rc:.3f}x ({min(cpu):.3f}-{max(cpu):.3f})",  # 3 places: 1.102 must not read 1.10
                          verdict(rc, target) if target else "info"))
             rows.append((f"{label}: requests/s", f"{base.median(lambda s: s.rps):,.0f}",
                          f"{fk.median(lambda s: s.rps):,.0f}", f"{statistics.median(rps):.2f}x", ""))
