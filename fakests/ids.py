@@ -10,7 +10,7 @@ query string and the form body instead of a header (§2.10); azure-identity adds
 from __future__ import annotations
 
 import os
-import threading
+import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,49 +45,35 @@ class RequestIds:
         return {"client-request-id": echoed, "x-ms-request-id": self.trace_id}
 
 
-class _RandomPool:
-    """``os.urandom`` served from a 4 KiB buffer: one system call per hundred-odd ids instead of one per
-    id (a token request needs five). For ids and claim nonces only, never for keys or secrets."""
+class _Ids:
+    """The generator of ids (trace and correlation ids) and claim nonces (``aio``, ``rh``, ``uti``): a
+    Mersenne Twister seeded from ``os.urandom``, re-seeded in a forked child. A token request needs five
+    such values; a system call or a lock per value cost more than the rest of them. Its output can be
+    predicted from enough of it, which is harmless for ids: never use it for keys, codes or secrets
+    (those come from ``secrets``)."""
 
-    size = 4096
+    rng = random.Random(os.urandom(32))
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.buffer = b""
-        self.at = 0
-
-    def take(self, n: int) -> bytes:
-        with self.lock:
-            if self.at + n > len(self.buffer):
-                self.buffer, self.at = os.urandom(max(self.size, n)), 0
-            chunk = self.buffer[self.at:self.at + n]
-            self.at += n
-        return chunk
-
-
-_pool = _RandomPool()
-
-
-def _new_pool_after_fork() -> None:  # a forked child must not hand out its parent's bytes again
-    global _pool
-    _pool = _RandomPool()
+    @classmethod
+    def reseed(cls) -> None:  # a forked child must not repeat its parent's ids
+        cls.rng = random.Random(os.urandom(32))
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_pool_after_fork)
+    os.register_at_fork(after_in_child=_Ids.reseed)
+
+_GUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_GUID_SET = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4 (as uuid.UUID(version=4) sets them)
 
 
 def random_bytes(n: int) -> bytes:
-    """``n`` random bytes (``os.urandom`` quality) for ids and nonces; see ``_RandomPool``."""
-    return _pool.take(n)
+    """``n`` random bytes for ids and nonces; see ``_Ids``."""
+    return _Ids.rng.randbytes(n)
 
 
 def new_guid() -> str:
-    """``str(uuid.uuid4())`` in a third of the time (two per request add up)."""
-    b = bytearray(random_bytes(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
+    """A random (version 4) GUID string, as ``str(uuid.uuid4())`` gives, in a third of the time."""
+    h = "%032x" % (_Ids.rng.getrandbits(128) & _GUID_CLEAR | _GUID_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

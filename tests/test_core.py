@@ -174,3 +174,27 @@ def test_the_ca_is_exported_for_clients(tmp_path: Path) -> None:
     shared.mkdir()
     runtime = Runtime.start(Settings(state_dir=tmp_path / "state", export_ca=shared))
     assert runtime.tls is not None and (shared / "ca.pem").read_bytes() == runtime.tls.ca.read_bytes()
+
+
+def test_ids_are_version_4_guids_and_a_forked_worker_does_not_repeat_them() -> None:
+    """Trace and correlation ids come from a fast per-process generator (``ids._Ids``); they must still
+    be GUIDs as Entra's are, and a worker forked from a parent must not hand out the parent's next ids."""
+    import os
+    import uuid
+
+    from fakests.ids import new_guid
+
+    made = [new_guid() for _ in range(5000)]
+    assert len(set(made)) == len(made)
+    assert all(uuid.UUID(g).version == 4 and uuid.UUID(g).variant == uuid.RFC_4122 and str(uuid.UUID(g)) == g
+               for g in made)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, ",".join(new_guid() for _ in range(20)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1 << 16).decode().split(",")
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 20 and not set(child) & {new_guid() for _ in range(20)}
