@@ -23,7 +23,8 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY fakests/ fakests/
 COPY scenarios/ scenarios/
-RUN pip install --no-cache-dir . && rm -rf /build
+# [redis]: the Redis client, for replicas that share state (FAKESTS_STORE=redis://...); small and pure Python.
+RUN pip install --no-cache-dir ".[redis]" && rm -rf /build
 
 ENV FAKESTS_HOST=0.0.0.0 \
     FAKESTS_STATE_DIR=/var/lib/fakests \
