@@ -105,7 +105,7 @@ def mint_token(sandbox: Sandbox, origin: str, *, kind: str = "access", claims: M
     _apply_flavor(body, flavor, int(now), tenant.tenant_id)
     key = unpublished_key() if flavor == "unknown_kid" else sandbox.keys.active
     try:
-        token = sandbox.keys.sign(body, v1=v1, key=key)
+        token = sandbox.keys.sign(body, v1=v1, key=key, check=True)
     except (TypeError, ValueError) as exc:
         raise ConfigError(source, "claims", str(exc)) from None
     if flavor == "bad_signature":

@@ -198,3 +198,22 @@ def test_ids_are_version_4_guids_and_a_forked_worker_does_not_repeat_them() -> N
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 20 and not set(child) & {new_guid() for _ in range(20)}
+
+
+def test_tokens_are_signed_byte_for_byte_as_pyjwt_signs_them(fake_sts: StsSandbox) -> None:
+    """``KeySet.sign`` writes the compact JWS itself (the header segment cached per key); the tokens must
+    be exactly PyJWT's (RS256 signatures are deterministic), v1 headers with ``x5t`` included."""
+    import jwt
+
+    keys = fake_sts.sandbox.keys
+    key = keys.active
+    claims = {"aud": "api://x", "iss": "https://fakests.test/t/v2.0", "iat": 1, "nbf": 1, "exp": 2,
+              "name": "Zoë Ünïcode ☃", "roles": ["A", "B"], "nested": {"k": [1, 2.5, None, True]}, "ver": "2.0"}
+    for v1 in (False, True):
+        headers = {"typ": "JWT", "kid": key.kid, **({"x5t": key.kid} if v1 else {})}
+        assert keys.sign(claims, v1=v1) == jwt.encode(claims, key.private_key, algorithm="RS256", headers=headers)
+    token = keys.sign(claims, v1=True)
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": key.kid, "typ": "JWT", "x5t": key.kid}
+    decoded = jwt.decode(token, key.private_key.public_key(), algorithms=["RS256"], audience="api://x",
+                         options={"verify_exp": False})
+    assert decoded == claims
