@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -11,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +29,18 @@ class Serving:
     lines: list[str]
     out: queue.Queue[str]
     err: queue.Queue[str] = field(default_factory=queue.Queue)
+    pumps: list[threading.Thread] = field(default_factory=list, repr=False)
+    group: bool = False  # started in its own process group (``serve --workers N``): stopped as a group
+
+    @property
+    def url(self) -> str:
+        """The URL the banner's "Ready on" line names."""
+        match = READY.search(self.banner)
+        assert match, self.banner
+        return match.group(1)
+
+
+READY = re.compile(r"^Ready on (https?://\S+) ", re.MULTILINE)
 
 
 def _pump(stream: IO[str], sink: queue.Queue[str]) -> None:
@@ -33,7 +48,7 @@ def _pump(stream: IO[str], sink: queue.Queue[str]) -> None:
         sink.put(line)
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[Any]) -> None:
     """Terminate, then kill if it does not go within 10 s."""
     if proc.poll() is None:
         proc.terminate()
@@ -44,35 +59,68 @@ def stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def serve(args: list[str], env: Mapping[str, str], *, cwd: Path = REPO, merge_stderr: bool = False,
-          timeout: float = 60) -> Iterator[Serving]:
-    """``python -m fakests serve ARGS`` until its banner says "Ready on"; always stopped afterwards."""
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM to the process group (``serve --workers N`` stops its workers), SIGKILL if it lingers,
+    and SIGKILL again for workers that outlived their parent."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start(args: list[str], env: Mapping[str, str], *, cwd: Path = REPO, merge_stderr: bool = False,
+          group: bool = False) -> Serving:
+    """``python -m fakests serve ARGS``, started and read in the background (``wait_ready`` next);
+    ``group``: in its own process group, so that ``finish`` ends its workers too."""
     proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", *args], cwd=cwd,
                             env={**env, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
-    out: queue.Queue[str] = queue.Queue()
-    err: queue.Queue[str] = queue.Queue()
-    pumps = [threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True)]
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=group)
+    running = Serving(proc, "", [], queue.Queue(), group=group)
+    running.pumps.append(threading.Thread(target=_pump, args=(proc.stdout, running.out), daemon=True))
     if not merge_stderr:
-        pumps.append(threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True))
-    for pump in pumps:
+        running.pumps.append(threading.Thread(target=_pump, args=(proc.stderr, running.err), daemon=True))
+    for pump in running.pumps:
         pump.start()
-    lines: list[str] = []
+    return running
+
+
+def wait_ready(running: Serving, timeout: float = 60) -> Serving:
+    """Read its output until the banner says "Ready on" (fails if it exits or takes ``timeout`` s)."""
+    proc, lines = running.proc, running.lines
+    deadline = time.monotonic() + timeout
+    while not any(line.startswith("Ready on ") for line in lines):
+        assert proc.poll() is None, f"fakests exited {proc.returncode}: {''.join(lines)}{''.join(running.err.queue)}"
+        assert time.monotonic() < deadline, f"no banner: {''.join(lines)}"
+        with contextlib.suppress(queue.Empty):
+            lines.append(running.out.get(timeout=0.5))
+    running.banner = "".join(lines)
+    return running
+
+
+def finish(running: Serving) -> None:
+    """Stop it (its whole group if it has one) and keep what it printed while stopping."""
+    (kill_group if running.group else stop)(running.proc)
+    for pump in running.pumps:
+        pump.join(timeout=5)
+    while not running.out.empty():  # what it printed while stopping, for tests that read the whole output
+        running.lines.append(running.out.get())
+    for stream in (running.proc.stdout, running.proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+@contextlib.contextmanager
+def serve(args: list[str], env: Mapping[str, str], *, cwd: Path = REPO, merge_stderr: bool = False,
+          timeout: float = 60, group: bool = False) -> Iterator[Serving]:
+    """``python -m fakests serve ARGS`` until its banner says "Ready on"; always stopped afterwards."""
+    running = start(args, env, cwd=cwd, merge_stderr=merge_stderr, group=group)
     try:
-        deadline = time.monotonic() + timeout
-        while not any(line.startswith("Ready on ") for line in lines):
-            assert proc.poll() is None, f"fakests exited {proc.returncode}: {''.join(lines)}{''.join(err.queue)}"
-            assert time.monotonic() < deadline, f"no banner: {''.join(lines)}"
-            with contextlib.suppress(queue.Empty):
-                lines.append(out.get(timeout=0.5))
-        yield Serving(proc, "".join(lines), lines, out, err)
+        yield wait_ready(running, timeout)
     finally:
-        stop(proc)
-        for pump in pumps:
-            pump.join(timeout=5)
-        while not out.empty():  # what it printed while stopping, for tests that read the whole output
-            lines.append(out.get())
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        finish(running)

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,10 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fakests import driver
 from fakests.remote import RemoteSandbox
 from fakests.sessions import trusting_session
+from tests.serving import Serving, finish, start, stop, wait_ready
 
-REPO = Path(__file__).resolve().parent.parent
 REDIRECT = "https://localhost/callback"
-READY = re.compile(r"^Ready on (https://\S+) ")
 SEED_HEADER = "x-replica-seed-test"  # only the default sandbox's seeded rule matches requests carrying it
 SEED_SCENARIO = f"""\
 name: replica-seed
@@ -95,23 +90,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         client.close()
         if proc.poll() is None and time.monotonic() < deadline:
             break
-        _stop(proc)
+        stop(proc)
     else:
         pytest.fail("redis-server did not start on a free port (3 tries)")
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @dataclass
@@ -130,55 +115,18 @@ def replicas(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_") and not k.endswith("_CA_BUNDLE")}
     scenario = tmp_path_factory.mktemp("scenario") / "replica-seed.yaml"
     scenario.write_text(SEED_SCENARIO)
-    procs: list[tuple[subprocess.Popen[str], Path, queue.Queue[str]]] = []
+    running: list[tuple[Serving, Path]] = []
     try:
         for name, extra in (("a", []), ("b", ["--workers", "2"])):
             state = tmp_path_factory.mktemp(f"replica-{name}")
-            proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", "--port", "0", "--store", redis_url,
-                                     "--state-dir", str(state), "--no-log-requests", "--scenarios", str(scenario),
-                                     *extra], cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-            lines: queue.Queue[str] = queue.Queue()
-            threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
-            procs.append((proc, state, lines))
-        started = [Replica(_ready(proc, lines), proc, state) for proc, state, lines in procs]
+            args = ["--port", "0", "--store", redis_url, "--state-dir", str(state), "--no-log-requests",
+                    "--scenarios", str(scenario), *extra]
+            running.append((start(args, env, merge_stderr=True, group=True), state))
+        started = [Replica(wait_ready(served).url, served.proc, state) for served, state in running]
         yield started[0], started[1]
     finally:
-        for proc, _, _ in procs:
-            _kill_group(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.put(line)
-
-
-def _ready(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> str:
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, f"fakests exited {proc.returncode}: {''.join(seen)}"
-        assert time.monotonic() < deadline, f"no 'Ready on' within 60 s: {''.join(seen)}"
-        with contextlib.suppress(queue.Empty):
-            seen.append(lines.get(timeout=0.5))
-            if match := READY.match(seen[-1]):
-                return match.group(1)
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):  # workers that outlived their parent
-        os.killpg(proc.pid, signal.SIGKILL)
+        for served, _ in running:
+            finish(served)
 
 
 @pytest.fixture

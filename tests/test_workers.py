@@ -11,12 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,10 +24,9 @@ import requests
 
 from fakests import driver
 from fakests.remote import RemoteSandbox
+from tests.serving import serve
 
-REPO = Path(__file__).resolve().parent.parent
 REDIRECT = "https://localhost/callback"
-READY = re.compile(r"^Ready on (https://\S+) ")
 
 
 @contextlib.contextmanager
@@ -41,55 +34,15 @@ def serving(state: Path, *extra: str) -> Iterator[str]:
     """``python -m fakests serve --workers 2 --port 0``; its URL once the banner says Ready. The whole
     process group (the parent and its workers) is killed afterwards, whatever happened."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_") and not k.endswith("_CA_BUNDLE")}
-    proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", "--workers", "2", "--port", "0",
-                             "--state-dir", str(state), "--no-log-requests", *extra], cwd=REPO,
-                            env={**env, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
-    seen: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None:
-            assert proc.poll() is None, f"fakests exited {proc.returncode}: {''.join(seen)}"
-            assert time.monotonic() < deadline, f"no 'Ready on' within 60 s: {''.join(seen)}"
-            with contextlib.suppress(queue.Empty):
-                seen.append(lines.get(timeout=0.5))
-                match = READY.match(seen[-1])
-                url = match.group(1) if match else None
-        yield url
-    finally:
-        _kill_group(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    args = ["--workers", "2", "--port", "0", "--state-dir", str(state), "--no-log-requests", *extra]
+    with serve(args, env, merge_stderr=True, group=True) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serving(tmp_path_factory.mktemp("workers")) as url:
         yield url
-
-
-def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
-    """Read the server's output as it comes (a full pipe would stop it)."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.put(line)
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the group (uvicorn's supervisor stops its workers), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):  # workers that outlived their parent
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture
