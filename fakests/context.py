@@ -94,13 +94,12 @@ def first_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 async def read_params(request: Request, max_body: int,
-                      headers: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """Query and form parameters, first value of each name. Only url-encoded bodies are forms."""
+                      headers: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Query and form parameters, first value of each name. Only url-encoded bodies are forms.
+    ``headers``: the request's, from ``first_headers``."""
     query = dict(reversed(list(request.query_params.multi_items()))) if request.scope.get("query_string") else {}
     if request.method != "POST":
         return query, {}
-    if headers is None:
-        headers = first_headers(request.scope["headers"])
     declared = headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
         raise BodyTooLarge
