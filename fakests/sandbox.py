@@ -8,10 +8,11 @@ gets its own without starting a server (design-notes "Isolation is a sandbox, no
 A request finds its sandbox by its tenant path segment (each sandbox has its own tenant GUIDs and
 domain) and, for ``common``/``organizations``/``consumers`` and the MSA tenant, by ``client_id``.
 
-With ``serve --workers N`` each worker process holds copies of the sandboxes kept in a shared store
-(``store.SharedStore``): grants are read and written there through the small ``put_*``/``get_*``
-methods below, and every change to a sandbox's definition is written back (``Sandbox.persist``). In
-one process (the default, and every test fixture) those methods use plain dicts, as before.
+With ``serve --workers N`` (or ``--store redis://``) each process holds copies of the sandboxes kept
+in a shared store (``store.Store``: SQLite on one machine, Redis for replicas): grants are read and
+written there through the small ``put_*``/``get_*`` methods below, and every change to a sandbox's
+definition is written back (``Sandbox.persist``). In one process (the default, and every test
+fixture) those methods use plain dicts, as before.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .engine import Engine
     from .scenarios import Rule
-    from .store import SharedStore
+    from .store import Store
 
 DEFAULT_SANDBOX = "default"
 SESSION_TTL = 365 * 86400  # SSO sessions do not expire; the store still wants a time
@@ -111,7 +112,7 @@ class Sandbox:
     _engine: Engine | None = field(default=None, repr=False)
     # With ``serve --workers N``: grants live in this store, and ``persist`` hands the changed definition
     # to the registry, which writes it for the other workers. Both None in one process (the default).
-    store: SharedStore | None = field(default=None, repr=False)
+    store: Store | None = field(default=None, repr=False)
     on_change: Callable[[Sandbox], None] | None = field(default=None, repr=False)
 
     @property
@@ -326,7 +327,7 @@ class Sandboxes:
     created or changed, in place, and forgets the ones they dropped; every change made here is written
     back (``Sandbox.persist``)."""
 
-    def __init__(self, settings: Settings, keys: KeySet, template: Directory, store: SharedStore | None = None) -> None:
+    def __init__(self, settings: Settings, keys: KeySet, template: Directory, store: Store | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.template = template
