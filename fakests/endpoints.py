@@ -11,13 +11,13 @@ import string
 from typing import Any
 from urllib.parse import urlparse
 
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from . import pages
 from .clientauth import find_app
 from .context import StsRequest
 from .directory import MSA_TENANT_ID, SPECIAL_TENANTS
-from .errors import NO_STORE, StsError
+from .errors import NO_STORE, EntraJSON, StsError
 from .grants import GRANTS
 from .sandbox import DeviceGrant
 from .tokens import parse_scopes
@@ -73,7 +73,7 @@ async def openid_configuration(ctx: StsRequest) -> Response:
         "msgraph_host": "graph.microsoft.com",
         "rbac_url": "https://pas.windows.net",
     }
-    return JSONResponse(doc, headers=DISCOVERY_HEADERS)
+    return EntraJSON(doc, headers=DISCOVERY_HEADERS)
 
 
 async def openid_configuration_v1(ctx: StsRequest) -> Response:
@@ -108,18 +108,18 @@ async def openid_configuration_v1(ctx: StsRequest) -> Response:
         "msgraph_host": "graph.microsoft.com",
         "rbac_url": "https://pas.windows.net",
     }
-    return JSONResponse(doc, headers=DISCOVERY_HEADERS)
+    return EntraJSON(doc, headers=DISCOVERY_HEADERS)
 
 
 async def jwks(ctx: StsRequest) -> Response:
     """``/{tenant}/discovery/v2.0/keys``: every published key, with Entra's per-key ``issuer``."""
     _, issuer_tid = _tenant_path(ctx)
-    return JSONResponse(ctx.sandbox.keys.jwks(ctx.now, f"{ctx.origin}/{issuer_tid}/v2.0"), headers=DISCOVERY_HEADERS)
+    return EntraJSON(ctx.sandbox.keys.jwks(ctx.now, f"{ctx.origin}/{issuer_tid}/v2.0"), headers=DISCOVERY_HEADERS)
 
 
 async def jwks_v1(ctx: StsRequest) -> Response:
     _tenant_path(ctx)
-    return JSONResponse(ctx.sandbox.keys.jwks(ctx.now), headers=DISCOVERY_HEADERS)
+    return EntraJSON(ctx.sandbox.keys.jwks(ctx.now), headers=DISCOVERY_HEADERS)
 
 
 async def instance_discovery(ctx: StsRequest) -> Response:
@@ -146,7 +146,7 @@ async def instance_discovery(ctx: StsRequest) -> Response:
         "api-version": ctx.get("api-version") or "1.1",
         "metadata": [{"preferred_network": own.netloc, "preferred_cache": own.netloc, "aliases": aliases}],
     }
-    return JSONResponse(body, headers=DISCOVERY_HEADERS)
+    return EntraJSON(body, headers=DISCOVERY_HEADERS)
 
 
 async def user_realm(ctx: StsRequest) -> Response:
@@ -161,7 +161,7 @@ async def user_realm(ctx: StsRequest) -> Response:
                                 "cloud_audience_urn": "urn:federation:MicrosoftOnline"}
     else:
         body = {"ver": "1.0", "account_type": "Unknown", "cloud_instance_name": "microsoftonline.com"}
-    return JSONResponse(body, headers=NO_STORE)
+    return EntraJSON(body, headers=NO_STORE)
 
 
 async def token(ctx: StsRequest) -> Response:
@@ -174,7 +174,7 @@ async def token(ctx: StsRequest) -> Response:
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise StsError(70003, grant_type=grant_type)
-    return JSONResponse(grant(ctx), headers=NO_STORE)
+    return EntraJSON(grant(ctx), headers=NO_STORE)
 
 
 _USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
@@ -199,7 +199,7 @@ async def devicecode(ctx: StsRequest) -> Response:
                         ctx.now + settings.device_code_lifetime, settings.device_code_interval)
     ctx.sandbox.put_device(device_code, grant)
     uri = f"{ctx.origin}/common/oauth2/deviceauth"
-    return JSONResponse({
+    return EntraJSON({
         "user_code": user_code, "device_code": device_code, "verification_uri": uri,
         "expires_in": settings.device_code_lifetime, "interval": settings.device_code_interval,
         "message": f"To sign in, use a web browser to open the page {uri} and enter the code {user_code} "

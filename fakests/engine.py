@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from .directory import MSA_TENANT_ID, User
-from .errors import NO_STORE, ConfigError, StsError, render_json, render_page, render_redirect
+from .errors import NO_STORE, ConfigError, EntraJSON, StsError, render_json, render_page, render_redirect
 from .faults import FaultResponse
 from .ids import entra_timestamp
 from .scenarios import Reply, Rule, Scenario
@@ -449,8 +449,8 @@ def render_reply(reply: Reply, ctx: StsRequest) -> Response:
         return _render_for_endpoint(exc, ctx)
     body = reply.body
     if isinstance(body, dict | list):
-        return JSONResponse(body, status_code=reply.status or 200, headers={**NO_STORE, **headers},
-                            media_type=reply.content_type or "application/json")
+        return EntraJSON(body, status_code=reply.status or 200, headers={**NO_STORE, **headers},
+                         media_type=reply.content_type or EntraJSON.media_type)
     return Response("" if body is None else str(body), status_code=reply.status or 200, headers=headers,
                     media_type=reply.content_type or "text/plain")
 

@@ -26,6 +26,13 @@ from .ids import RequestIds, entra_timestamp, page_timestamp
 NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "Expires": "-1"}
 
 
+class EntraJSON(JSONResponse):
+    """JSON as Entra's STS sends it, answers and errors alike: ``application/json; charset=utf-8``
+    (entra-wire.md §1 discovery, §5.3 token endpoint). The admin API keeps Starlette's plain JSON."""
+
+    media_type = "application/json; charset=utf-8"
+
+
 class StsError(Exception):
     """An Entra error: an AADSTS code from the catalog, with the values its message needs.
 
@@ -119,7 +126,7 @@ def render_json(exc: StsError, ids: RequestIds, now: float, origin: str) -> Resp
     headers = {**NO_STORE, **ids.headers(), **exc.headers}
     if exc.status == 401 and exc.error == "invalid_client":
         headers.setdefault("WWW-Authenticate", 'Bearer error="invalid_client"')
-    return JSONResponse(error_body(exc, ids, now, origin), status_code=exc.status, headers=headers)
+    return EntraJSON(error_body(exc, ids, now, origin), status_code=exc.status, headers=headers)
 
 
 def _dotnet_quote(params: dict[str, str]) -> str:

@@ -67,7 +67,7 @@ RESPONSE = {
         "claims": {"type": "string", "description": "A claims challenge (JSON string) for the error body."},
         "body": {"description": "Raw body: a string as is, or an object/array sent as JSON."},
         "content_type": {"type": "string", "description": "Content-Type of a raw body (default text/plain for "
-                         "strings, application/json otherwise)."},
+                         "strings, application/json; charset=utf-8 otherwise, as Entra sends JSON)."},
         "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra headers."},
         "retry_after": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}],
                         "description": "Retry-After: seconds, or an HTTP date."},

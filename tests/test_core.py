@@ -217,3 +217,17 @@ def test_tokens_are_signed_byte_for_byte_as_pyjwt_signs_them(fake_sts: StsSandbo
     decoded = jwt.decode(token, key.private_key.public_key(), algorithms=["RS256"], audience="api://x",
                          options={"verify_exp": False})
     assert decoded == claims
+
+
+def test_sts_json_is_utf8_as_entra_labels_it(fake_sts: StsSandbox) -> None:
+    """Entra labels its JSON ``application/json; charset=utf-8`` (entra-wire.md §1, §5.3): discovery,
+    keys, tokens and errors alike."""
+    http = fake_sts.http_client()
+    base = fake_sts.authority()
+    token = f"{base}/oauth2/v2.0/token"
+    form = {"grant_type": "client_credentials", "client_id": fake_sts.daemon.client_id,
+            "client_secret": fake_sts.daemon.secret or "", "scope": "api://fakests-api/.default"}
+    answers = [http.get(f"{base}/v2.0/.well-known/openid-configuration"), http.get(f"{base}/discovery/v2.0/keys"),
+               http.post(token, data=form), http.post(token, data={**form, "client_secret": "wrong"})]
+    assert [a.status_code for a in answers] == [200, 200, 200, 401]
+    assert {a.headers["content-type"] for a in answers} == {"application/json; charset=utf-8"}
