@@ -90,9 +90,18 @@ MAX_MINTED = 100_000  # one-use request bodies minted for one run, at most
 
 
 # --- servers ----------------------------------------------------------------------------------------
+# Bytecode for the floor's and fakests' servers, as an installed package has it: a machine that sets
+# PYTHONDONTWRITEBYTECODE (some CI images do) would otherwise compile every fakests module at each
+# start (~50 ms here), which a cold start would measure instead of fakests. Written by the first start
+# (each measurement's round 0 is dropped), read by the others; the same for both servers.
+PYCACHE = Path(tempfile.gettempdir()) / "fakests-bench-pycache"
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without FAKESTS_* settings (flags decide), plus ``extra``."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_")}, **extra}
+    """This environment without FAKESTS_* settings (flags decide), bytecode cached (``PYCACHE``), plus
+    ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FAKESTS_")},
+            "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(PYCACHE), **extra}
 
 
 def floor_server(*, workers: int = 1, keys: bool = True, cpu: int = SERVER_CPU) -> Server:
