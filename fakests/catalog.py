@@ -154,6 +154,11 @@ _ENTRIES: tuple[Aadsts, ...] = (
     # --- grants -----------------------------------------------------------------------------------
     _e(70000, "InvalidGrant", "invalid_grant", 400,
        "The provided value for the '{parameter}' is not valid. {detail}"),
+    # Redeeming a code with another redirect_uri than the authorize request's: reported as AADSTS500112
+    # (with invalid_client) by many users of Entra today; entra-wire.md has no capture of it yet.
+    _e(500112, "ReplyAddressMismatch", "invalid_client", 401,
+       "The reply address '{redirect_uri}' does not match the reply address '{expected}' provided when "
+       "requesting Authorization code.", evidence="inferred"),
     _e(700005, "InvalidGrantRedeemAgainstWrongTenant", "invalid_grant", 400,
        "Provided Authorization Code is intended to use against other tenant or application, thus "
        "rejected."),

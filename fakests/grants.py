@@ -105,8 +105,7 @@ def authorization_code(ctx: StsRequest) -> dict[str, Any]:
     if grant.expires_at <= ctx.now:
         raise StsError(70008)
     if ctx.get("redirect_uri") != grant.redirect_uri:
-        raise StsError(70000, parameter="redirect_uri",
-                       detail="It does not match the redirect URI used in the authorization request.")
+        raise StsError(500112, redirect_uri=ctx.get("redirect_uri") or "", expected=grant.redirect_uri)
     if grant.code_challenge is not None:
         verifier = ctx.get("code_verifier") or ""
         if grant.code_challenge_method == "S256":

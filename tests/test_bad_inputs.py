@@ -384,6 +384,9 @@ CASES = [
     bad("code-pkce-missing-verifier", _code_without_verifier, 501481, 400, "invalid_grant"),
     bad("code-garbage", lambda p: p.token(p.web_code("not-a-code")), 9002313, 400, "invalid_grant"),
     bad("code-of-another-client", _code_other_client, 700005, 400, "invalid_grant"),
+    bad("code-with-another-redirect_uri",
+        lambda p: p.token(p.web_code(p.issue_code(), redirect_uri=WEB_REDIRECT + "/other")), 500112, 401,
+        "invalid_client"),
     # --- refresh tokens (§2.4) --------------------------------------------------------------------------
     bad("refresh_token-garbage",
         lambda p: p.token({"grant_type": "refresh_token", "client_id": p.public_id, "refresh_token": "garbage",
