@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from fakests.server import FakeSTS
 
@@ -37,6 +37,14 @@ def spki_sha256(cert_pem: bytes) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem)
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot in ``tests/artifacts/{name}.png`` (kept for people to look at)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from fakests.api import StsSandbox
 from fakests.tls import ensure_tls
-from tests.chromium import ARTIFACTS, fresh_context
+from tests.chromium import fresh_context, screenshot
 
 ERROR_HEADING = "Sorry, but we're having trouble signing you in."
 
@@ -128,10 +128,7 @@ def page(context: BrowserContext) -> Page:
 
 
 def shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+    return screenshot(page, name)
 
 
 def assert_banner(page: Page) -> None:

@@ -28,10 +28,9 @@ from fakests.app import create_app
 from fakests.server import FakeSTS
 from fakests.settings import Settings
 from fakests.transport import session_for
-from tests.chromium import WAIT_MS, fresh_context
+from tests.chromium import WAIT_MS, fresh_context, screenshot
 from tests.inprocess import ADMIN, ORIGIN
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 PAYLOAD = "<img src=x onerror=alert(1)>"
 SCOPE = [f"{defaults.API_URI}/.default"]
 
@@ -176,10 +175,7 @@ def page(context: BrowserContext) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"dashboard-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+    return screenshot(page, f"dashboard-{name}")
 
 
 def rows(page: Page) -> Locator:

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from examples.webapp.app import Settings, create_app
 from fakests.api import StsSandbox
 from fakests.journal import JournalEntry
-from tests.chromium import ARTIFACTS, WAIT_MS, fresh_context
+from tests.chromium import WAIT_MS, fresh_context, screenshot
 
 SERVICE_PROBLEM = "The sign-in service had a problem (HTTP 500). Try again."
 
@@ -72,8 +72,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"example-{name}.png"), full_page=True)
+    screenshot(page, f"example-{name}")
 
 
 # --- what the person does ---------------------------------------------------------------------------------
