@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from .directory import b64url
+from .files import write_atomic
 
 _PKCS1V15, _SHA256 = padding.PKCS1v15(), hashes.SHA256()  # RS256: RSASSA-PKCS1-v1_5 with SHA-256
 
@@ -139,7 +140,7 @@ class KeySet:
         files = sorted(directory.glob("key-*.pem"))
         if not files:
             key = SigningKey(*new_key_and_cert("fakests signing key"))
-            _write_private(directory / "key-0001.pem", pem_of(key.private_key, key.certificate))
+            write_atomic(directory / "key-0001.pem", pem_of(key.private_key, key.certificate), private=True)
             files = [directory / "key-0001.pem"]
         keys = [SigningKey(*load_pem(f.read_bytes(), ours=True)) for f in files]
         return cls(keys, directory=directory)
@@ -152,8 +153,8 @@ class KeySet:
             self.keys[-1] = SigningKey(self.active.private_key, self.active.certificate, retired_at=now)
             self.keys.append(new)
             if self.directory is not None:
-                _write_private(self.directory / f"key-{len(self.keys):04d}.pem", pem_of(new.private_key,
-                                                                                      new.certificate))
+                write_atomic(self.directory / f"key-{len(self.keys):04d}.pem",
+                             pem_of(new.private_key, new.certificate), private=True)
         return new
 
     def rotated_copy(self, now: float) -> KeySet:
@@ -191,8 +192,3 @@ class KeySet:
         return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o600)
-    tmp.replace(path)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .directory import Certificate, Directory
+from .files import write_atomic
 from .keys import KeySet, new_key_and_cert, pem_of
 from .sandbox import DEFAULT_SANDBOX, Sandboxes
 from .settings import Settings
@@ -139,17 +140,12 @@ def share_state(store: Store, settings: Settings) -> set[str]:
                 if old.name not in theirs:
                     old.unlink()
         for file, data in theirs.items():
-            _write(folder / Path(file).name, data, private=file != "ca.pem")
+            write_atomic(folder / Path(file).name, data, private=file != "ca.pem")
         if name == _TLS_CA:
             (folder / "server.pem").unlink(missing_ok=True)  # ensure_tls remakes it, signed by the adopted CA
     return adopted
 
 
-def _write(path: Path, data: bytes, *, private: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o600 if private else 0o644)
-    tmp.replace(path)
 
 
 def seed_shared_store(runtime: Runtime) -> Path:
@@ -170,10 +166,7 @@ def _export(ca: Path, target: Path) -> None:
     if target.is_dir() or str(target).endswith("/"):
         target = target / "ca.pem"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(ca.read_bytes())
-    tmp.chmod(0o644)
-    tmp.replace(target)
+    write_atomic(target, ca.read_bytes(), private=False)
 
 
 @contextlib.contextmanager
@@ -198,8 +191,5 @@ def ensure_client_certificate(path: Path) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         key, cert = new_key_and_cert("fakests client certificate")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pem_of(key, cert))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_atomic(path, pem_of(key, cert), private=True)
     return path

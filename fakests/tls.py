@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .files import write_atomic
+
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 # Far, but not too far: some TLS stacks reject dates past 2049 encoded as UTCTime (trustme picks 3000
 # for OpenSSL-on-Windows reasons; we only need "never expires during a test run").
@@ -81,8 +83,8 @@ def ensure_tls(directory: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        _write(ca_key_path, _pem_key(ca_key), private=True)
-        _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_atomic(ca_key_path, _pem_key(ca_key), private=True)
+        write_atomic(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
         files.cert.unlink(missing_ok=True)
 
     names_file = directory / "server-names.json"
@@ -100,15 +102,9 @@ def ensure_tls(directory: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
                            critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        _write(files.key, _pem_key(key), private=True)
-        _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_atomic(files.key, _pem_key(key), private=True)
+        write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
         names_file.write_text(json.dumps(list(names)))
     return files
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    if private:
-        tmp.chmod(0o600)
-    tmp.replace(path)
