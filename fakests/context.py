@@ -285,20 +285,10 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         ctx.ids.client_request_id, ctx.ids.trace_id, ctx.ids.correlation_id, response.status_code,
         notes.get("aadsts"), notes.get("error"), notes.get("rule"), _header(response.raw_headers, b"retry-after"),
         notes.get("fault"), round(duration_ms, 3), ctx.headers.get("user-agent"), bool(notes.get("early_retry")),
-        _PID.pid,
+        os.getpid(),
     )
     ctx.sandbox.journal.record_row(row)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):
         log.info("%s %s %s sandbox=%s status=%s aadsts=%s rule=%s correlation_id=%s", ctx.request.method,
                  row[4], ctx.endpoint, row[1], row[12], row[13] or "-", row[15] or "-", row[11])
 
-
-class _Pid:
-    """``os.getpid()``, read once per process (a forked worker reads its own)."""
-
-    pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: setattr(_Pid, "pid", os.getpid()))
-_PID = _Pid
