@@ -133,9 +133,7 @@ if HttpToolsProtocol is not None:
             self._parent_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            self.head_bytes += len(name) + len(value) + 4
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._count(0)
+            self._count(len(name) + len(value) + 4)
             self._parent_header(name, value)
 
         def _count(self, size: int) -> None:
