@@ -729,3 +729,13 @@ def test_example_client_passes_with_the_compose_environment(compose_server: Serv
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert re.search(r"\b2 passed\b", run.stdout), run.stdout
+
+
+def test_the_image_installs_what_a_redis_store_needs() -> None:
+    """``FAKESTS_STORE=redis://...`` (replicas, docs/docker-compose.md) imports the Redis client: the image
+    must install the extra that brings it, as pyproject.toml names it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("redis") for dep in extras["redis"])
+    runs = " ".join(i.args for i in _all(parse_dockerfile(DOCKERFILE), "RUN"))
+    installed = re.search(r'pip install\b[^&;]*\s"\.\[([a-z,]+)\]"', runs)
+    assert installed and "redis" in installed.group(1).split(","), runs
