@@ -51,8 +51,8 @@ class StsRequest:
     ids: RequestIds
     origin: str
     now: float
+    headers: dict[str, str]  # by lower-case name, first value (``first_headers``)
     notes: dict[str, Any] = field(default_factory=dict)  # rule, fault, grant_type... for the journal
-    headers: dict[str, str] = field(default_factory=dict)  # by lower-case name, first value (``first_headers``)
 
     @property
     def params(self) -> dict[str, str]:
