@@ -44,6 +44,25 @@ _ROLES: dict[str, tuple[str, str | None]] = {
 }
 
 
+class MissingClientLibrary(ModuleNotFoundError):
+    """A helper needs a client library that is not installed: the message names the extra to install."""
+
+
+def _client_library(module: str, helper: str) -> Any:
+    """Import a real client for a helper; fakests itself never needs one, so it is an extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise  # the library is there but one of its own imports failed: that is its error to report
+        raise MissingClientLibrary(
+            f"fake_sts.{helper}() needs {module.split('.')[0]!r}, which is not installed: "
+            f"pip install 'fakests[clients]' (or install MSAL Python / azure-identity yourself)",
+            name=exc.name) from None
+
+
 @dataclass(frozen=True)
 class AppInfo:
     """An app of the sandbox's default directory, by role: its client id and secret."""
@@ -134,7 +153,7 @@ class StsSandbox:
     def msal_confidential(self, role: Role = "daemon", *, certificate: bool = False, authority: str | None = None,
                           inprocess: bool = True, **kwargs: Any) -> msal.ConfidentialClientApplication:
         """A fresh ``msal.ConfidentialClientApplication`` (fresh: MSAL caches errors per app)."""
-        import msal
+        msal = _client_library("msal", "msal_confidential")
 
         info = self.app(role)
         credential: Any = self.client_certificate if certificate else info.secret
@@ -145,7 +164,8 @@ class StsSandbox:
 
     def msal_public(self, role: Role = "public", *, authority: str | None = None, inprocess: bool = True,
                     **kwargs: Any) -> msal.PublicClientApplication:
-        import msal
+        """A fresh ``msal.PublicClientApplication`` for this sandbox's public app."""
+        msal = _client_library("msal", "msal_public")
 
         return msal.PublicClientApplication(
             self.app(role).client_id, authority=authority or self.authority(),
@@ -155,7 +175,7 @@ class StsSandbox:
     def azure_kwargs(self, *, inprocess: bool = True, **transport_kw: Any) -> dict[str, Any]:
         """Keyword arguments for any azure-identity credential: ``authority``, instance discovery
         off, and a transport that reaches this fakests (in-process, or TLS trusting its CA)."""
-        from azure.core.pipeline.transport import RequestsTransport
+        RequestsTransport = _client_library("azure.core.pipeline.transport", "azure_kwargs").RequestsTransport
 
         session = self.http_client(inprocess=inprocess)
         if not inprocess:
