@@ -27,8 +27,8 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from fakests.server import FakeSTS
-from fakests.settings import Settings
+from fakests import FakeSTS
+from fakests.state.settings import Settings
 
 
 def measure(fn: Callable[[], object], rounds: int) -> list[float]:

@@ -72,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peers import Peer, peers
 from _proc import WRK_HINT, Load, Server, free_port, pin_self, run_load, wrk_path
 
-from fakests import defaults as d
+from fakests.state import defaults as d
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -149,8 +149,8 @@ def write_inactive_rules(path: Path, count: int = INACTIVE_RULES) -> Path:
 
 def prepare_state(state_dir: Path) -> Path:
     """Make the signing key, client certificate and CA once, as a first ``fakests serve`` would."""
-    from fakests.runtime import Runtime
-    from fakests.settings import Settings
+    from fakests.server.runtime import Runtime
+    from fakests.state.settings import Settings
 
     Runtime.start(Settings(state_dir=state_dir, tls=True))
     return state_dir

@@ -16,21 +16,22 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from .api import AppInfo, MissingClientLibrary, StsSandbox
-from .app import create_app
-from .directory import App, Certificate, User
-from .driver import SignInError
-from .errors import ConfigError, StsError
-from .journal import Journal, JournalEntry
-from .remote import RemoteSandbox
-from .scenarios import Rule, Scenario
-from .scenarios import find as find_scenario
-from .scenarios import load_file as load_scenario
-from .scenarios import parse as parse_scenario
-from .scripting import ArmedRule
-from .server import FakeSTS
-from .settings import Settings
-from .transport import TransportFault
+from .failures.scenarios import Rule, Scenario
+from .failures.scenarios import find as find_scenario
+from .failures.scenarios import load_file as load_scenario
+from .failures.scenarios import parse as parse_scenario
+from .failures.scripting import ArmedRule
+from .server.app import create_app
+from .state.directory import App, Certificate, User
+from .state.errors import ConfigError
+from .state.journal import Journal, JournalEntry
+from .state.settings import Settings
+from .sts.errors import StsError
+from .testing.driver import SignInError
+from .testing.fakests import FakeSTS
+from .testing.remote import RemoteSandbox
+from .testing.sandbox import AppInfo, MissingClientLibrary, StsSandbox
+from .testing.transport import TransportFault
 
 __all__ = [
     "App",

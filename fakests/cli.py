@@ -20,7 +20,6 @@ import secrets
 import shlex
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,19 +31,20 @@ import click
 import uvicorn
 from click.core import ParameterSource
 
-from . import defaults as d
-from . import mint, scenarios
-from .app import SETTINGS_ENV, create_app
-from .directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
-from .errors import ConfigError
-from .faults import protocol_class
-from .keys import new_key_and_cert
-from .pages import BANNER
-from .runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
-from .server import _Server
-from .settings import Settings
-from .tls import ensure_tls
-from .yamlfile import read_yaml
+from .admin import mint
+from .failures import scenarios
+from .failures.faults import protocol_class
+from .server.app import SETTINGS_ENV, create_app
+from .server.runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
+from .server.uvicorn import Server, configure_logging
+from .state import defaults as d
+from .state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
+from .state.errors import ConfigError
+from .state.keys import new_key_and_cert
+from .state.settings import Settings
+from .state.tls import ensure_tls
+from .state.yamlfile import read_yaml
+from .sts.pages import BANNER
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -103,7 +103,7 @@ def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None
     if first.config is None:
         return first, None
     path = first.config
-    from .config import load_config
+    from .state.config import load_config
 
     cert = Certificate(ensure_client_certificate(first.state_dir / "client" / "client-cert.pem").read_text())
     loaded = load_config(path, cert)
@@ -184,7 +184,7 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
            f"             {base}/common  (also organizations, consumers)",
            f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
     if s.store:
-        from .redisstore import redact_url
+        from .state.redisstore import redact_url
 
         out.append(f"  Store      {redact_url(s.store)} (state shared with every replica using it)")
     out.append("")
@@ -208,8 +208,8 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
 
 
 # --- serving ----------------------------------------------------------------------------------------
-class _ForegroundServer(_Server):
-    """``_Server`` on the main thread: calls ``on_started(port)`` once bound; signals stop it at once."""
+class _ForegroundServer(Server):
+    """``Server`` on the main thread: calls ``on_started(port)`` once bound; signals stop it at once."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
         super().__init__(config)
@@ -225,18 +225,6 @@ class _ForegroundServer(_Server):
         self.wake()
 
 
-def configure_logging() -> None:
-    """``fakests.requests`` (one line per request) at INFO on stderr."""
-    logger = logging.getLogger("fakests")
-    if not any(getattr(h, "_fakests", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
-        handler._fakests = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
 def serve_forever(runtime: Runtime, on_started: Callable[[int], None]) -> None:
     """Run uvicorn in the foreground until SIGINT/SIGTERM."""
     configure_logging()
@@ -249,8 +237,8 @@ def serve_forever(runtime: Runtime, on_started: Callable[[int], None]) -> None:
     _ForegroundServer(config, on_started).run()
 
 
-class _WorkerServer(_Server):
-    """``_Server`` in one worker process of ``serve --workers N``: releases ``started`` once it serves;
+class _WorkerServer(Server):
+    """``Server`` in one worker process of ``serve --workers N``: releases ``started`` once it serves;
     signals stop it at once (its shutdown drops idle keep-alive TLS connections instead of waiting)."""
 
     def __init__(self, config: uvicorn.Config, started: Any) -> None:
@@ -289,7 +277,8 @@ def serve_workers(runtime: Runtime, on_started: Callable[[int], None], *, start_
     if not s.store:
         seed_shared_store(runtime)
     os.environ[SETTINGS_ENV] = s.to_json()
-    config = uvicorn.Config("fakests.app:worker_app", factory=True, host=s.host, port=s.port, log_level="warning",
+    config = uvicorn.Config("fakests.server.app:worker_app", factory=True, host=s.host, port=s.port,
+                            log_level="warning",
                             access_log=False, lifespan="off", server_header=False, http=protocol_class(),
                             ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     sock = config.bind_socket()
@@ -415,7 +404,7 @@ def env(ctx: click.Context, **values: Any) -> None:
 def _is_config(path: Path) -> bool:
     """Whether ``path`` looks like a config file (top-level config keys, no ``rules``); anything
     unreadable counts as a scenario, whose loader then reports the problem."""
-    from .config import TOP_KEYS
+    from .state.config import TOP_KEYS
 
     try:
         data = read_yaml(path)
@@ -434,7 +423,7 @@ def _throwaway_certificate() -> Certificate:
 def check_file(path: Path, certificate: Callable[[], Certificate]) -> None:
     """Load ``path`` strictly as a config file or a scenario file; raises ``ConfigError``."""
     if _is_config(path):
-        from .config import load_config
+        from .state.config import load_config
 
         load_config(path, certificate())
     else:
@@ -482,7 +471,7 @@ def schema(kind: str) -> None:
     """
     chosen: dict[str, Any] = scenarios.SCHEMA
     if kind == "config":
-        from . import config
+        from .state import config
 
         found = getattr(config, "SCHEMA", None)
         if isinstance(found, dict):

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .catalog import CATALOG
-from .scenarios import SCHEMA as SCENARIO_SCHEMA
+from .failures.scenarios import SCHEMA as SCENARIO_SCHEMA
+from .sts.catalog import CATALOG
 
 _BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                     re.S)
@@ -104,7 +104,7 @@ def render(text: str) -> str:
 
 def schema_files() -> dict[str, str]:
     """The JSON Schemas editors use, as files under ``schemas/``."""
-    from .config_schema import SCHEMA as CONFIG_SCHEMA
+    from .state.config_schema import SCHEMA as CONFIG_SCHEMA
 
     return {"scenario.schema.json": json.dumps(SCENARIO_SCHEMA, indent=2) + "\n",
             "config.schema.json": json.dumps(CONFIG_SCHEMA, indent=2) + "\n"}

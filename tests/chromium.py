@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from fakests.server import FakeSTS
+from fakests import FakeSTS
 
 CHROMIUM = os.environ.get("FAKESTS_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium dials out (component updates, sync...), which a

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fakests.settings import Settings
+from fakests.state.settings import Settings
 
 # Real Chromium for the browser tests (playwright_driver, browser); an in-process app for the admin tests.
 pytest_plugins = ["tests.chromium", "tests.inprocess"]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from fakests.app import create_app
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests.server.app import create_app
+from fakests.state.settings import Settings
+from fakests.testing.transport import session_for
 
 ORIGIN = "https://fakests.test"
 ADMIN = f"{ORIGIN}/_fakests"

@@ -11,11 +11,11 @@ import msal
 import pytest
 import requests
 
-from fakests import defaults
-from fakests.app import create_app
-from fakests.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests.server.app import create_app
+from fakests.state import defaults
+from fakests.state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
+from fakests.state.settings import Settings
+from fakests.testing.transport import session_for
 from tests.inprocess import ADMIN, ORIGIN
 
 # ROPC is how these tests sign users in without a browser; MSAL deprecates it for public clients.

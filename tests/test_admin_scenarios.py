@@ -13,10 +13,13 @@ import requests
 from openapi_spec_validator import validate as validate_openapi
 from starlette.routing import BaseRoute, Mount, Route
 
-from fakests import admin, defaults, mint, openapi, scenarios
-from fakests.app import create_app
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests.admin import mint, openapi
+from fakests.admin import routes as admin
+from fakests.failures import scenarios
+from fakests.server.app import create_app
+from fakests.state import defaults
+from fakests.state.settings import Settings
+from fakests.testing.transport import session_for
 from tests.inprocess import ADMIN, ORIGIN
 from tests.jwks import verify
 

@@ -30,10 +30,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from fakests.api import StsSandbox
-from fakests.directory import Certificate, Secret
-from fakests.journal import Journal
-from fakests.keys import new_key_and_cert
+from fakests.state.directory import Certificate, Secret
+from fakests.state.journal import Journal
+from fakests.state.keys import new_key_and_cert
+from fakests.testing.sandbox import StsSandbox
 
 WEB_REDIRECT = "http://localhost:5000/getAToken"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

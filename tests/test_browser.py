@@ -1,6 +1,6 @@
 """fakests' pages in a real browser: headless Chromium, driven by Playwright, over TLS.
 
-The plain-HTTP driver (``fakests.driver``) proves the forms; this proves what only a browser can:
+The plain-HTTP driver (``fakests.testing.driver``) proves the forms; this proves what only a browser can:
 that a person can click through the account picker, password and consent pages, that the
 ``form_post`` page submits itself (JavaScript), that the ``Secure`` SSO cookie is stored and sent
 back, and that errors which cannot go to the client show Entra's error page with its ids.
@@ -33,8 +33,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 from playwright.sync_api import Error as PlaywrightError
 
-from fakests.api import StsSandbox
-from fakests.tls import ensure_tls
+from fakests.state.tls import ensure_tls
+from fakests.testing.sandbox import StsSandbox
 from tests.chromium import fresh_context, screenshot
 
 ERROR_HEADING = "Sorry, but we're having trouble signing you in."

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from fakests import cli, defaults
-from fakests.directory import App, Directory, Secret, Tenant, User
-from fakests.errors import ConfigError
-from fakests.pages import BANNER
-from fakests.runtime import Runtime
-from fakests.settings import Settings
+from fakests import cli
+from fakests.server.runtime import Runtime
+from fakests.state import defaults
+from fakests.state.directory import App, Directory, Secret, Tenant, User
+from fakests.state.errors import ConfigError
+from fakests.state.settings import Settings
+from fakests.sts.pages import BANNER
 from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ class _Loaded:
 
 
 def _stub_config(monkeypatch: pytest.MonkeyPatch, loaded: _Loaded | ConfigError) -> list[Path]:
-    """Stand-in for ``fakests.config`` (being written elsewhere): records the paths it was asked to read."""
+    """Stand-in for ``fakests.state.config`` (being written elsewhere): records the paths it was asked to read."""
     calls: list[Path] = []
 
     def load_config(path: Path, cert: object) -> _Loaded:
@@ -54,9 +55,9 @@ def _stub_config(monkeypatch: pytest.MonkeyPatch, loaded: _Loaded | ConfigError)
             raise loaded
         return loaded
 
-    module = types.ModuleType("fakests.config")
+    module = types.ModuleType("fakests.state.config")
     module.load_config = load_config  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fakests.config", module)
+    monkeypatch.setitem(sys.modules, "fakests.state.config", module)
     return calls
 
 

@@ -12,10 +12,12 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
-from fakests import cli, defaults, scenarios
-from fakests.app import create_app
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests import cli
+from fakests.failures import scenarios
+from fakests.server.app import create_app
+from fakests.state import defaults
+from fakests.state.settings import Settings
+from fakests.testing.transport import session_for
 from tests.jwks import verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +136,7 @@ def test_schema_prints_the_scenario_schema(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_schema_config_says_there_is_none_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    from fakests import config
+    from fakests.state import config
 
     assert cli.main(["schema", "config"]) == 0
     captured = capsys.readouterr()

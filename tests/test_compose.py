@@ -38,8 +38,10 @@ import requests
 import yaml
 from cryptography import x509
 
-from fakests import cli, defaults, scenarios
-from fakests.settings import Settings
+from fakests import cli
+from fakests.failures import scenarios
+from fakests.state import defaults
+from fakests.state.settings import Settings
 from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,15 +13,15 @@ import msal
 import pytest
 import requests
 
-from fakests import defaults
-from fakests.admin import directory_json
-from fakests.app import create_app
-from fakests.config import load_config
-from fakests.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
-from fakests.errors import ConfigError
-from fakests.runtime import ensure_client_certificate
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests.admin.api import directory_json
+from fakests.server.app import create_app
+from fakests.server.runtime import ensure_client_certificate
+from fakests.state import defaults
+from fakests.state.config import load_config
+from fakests.state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
+from fakests.state.errors import ConfigError
+from fakests.state.settings import Settings
+from fakests.testing.transport import session_for
 
 # ROPC is how these tests sign users in without a browser; MSAL deprecates it for public clients.
 pytestmark = pytest.mark.filterwarnings("ignore:This API has been deprecated:DeprecationWarning")

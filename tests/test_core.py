@@ -12,13 +12,13 @@ import jwt
 import pytest
 from cryptography import x509
 
-from fakests import defaults
-from fakests.api import StsSandbox
-from fakests.catalog import CATALOG
-from fakests.directory import MSA_TENANT_ID
-from fakests.runtime import Runtime
-from fakests.server import FakeSTS
-from fakests.settings import Settings
+from fakests import FakeSTS
+from fakests.server.runtime import Runtime
+from fakests.state import defaults
+from fakests.state.directory import MSA_TENANT_ID
+from fakests.state.settings import Settings
+from fakests.sts.catalog import CATALOG
+from fakests.testing.sandbox import StsSandbox
 
 
 def test_discovery_document_for_a_tenant_guid_and_its_domain(fake_sts: StsSandbox) -> None:
@@ -182,7 +182,7 @@ def test_ids_are_version_4_guids_and_a_forked_worker_does_not_repeat_them() -> N
     import os
     import uuid
 
-    from fakests.ids import new_guid
+    from fakests.sts.ids import new_guid
 
     made = [new_guid() for _ in range(5000)]
     assert len(set(made)) == len(made)

@@ -22,12 +22,13 @@ from jsonschema import Draft202012Validator
 from msal.exceptions import MsalServiceError
 from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, expect
 
-from fakests import dashboard, defaults
-from fakests.api import StsSandbox
-from fakests.app import create_app
-from fakests.server import FakeSTS
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests import FakeSTS
+from fakests.admin import dashboard
+from fakests.server.app import create_app
+from fakests.state import defaults
+from fakests.state.settings import Settings
+from fakests.testing.sandbox import StsSandbox
+from fakests.testing.transport import session_for
 from tests.chromium import WAIT_MS, fresh_context, screenshot
 from tests.inprocess import ADMIN, ORIGIN
 

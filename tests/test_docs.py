@@ -10,9 +10,9 @@ import jsonschema
 import yaml
 
 from fakests import docs
-from fakests.catalog import CATALOG
-from fakests.config_schema import SCHEMA as CONFIG_SCHEMA
-from fakests.scenarios import SCHEMA as SCENARIO_SCHEMA
+from fakests.failures.scenarios import SCHEMA as SCENARIO_SCHEMA
+from fakests.state.config_schema import SCHEMA as CONFIG_SCHEMA
+from fakests.sts.catalog import CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
 

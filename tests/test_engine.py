@@ -11,9 +11,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 import requests
 
-from fakests.api import StsSandbox
-from fakests.errors import ConfigError
-from fakests.scenarios import load_file, parse
+from fakests.failures.scenarios import load_file, parse
+from fakests.state.errors import ConfigError
+from fakests.testing.sandbox import StsSandbox
 
 
 def _token(fake_sts: StsSandbox, session: requests.Session | None = None, **extra: str) -> requests.Response:
@@ -252,7 +252,7 @@ def test_stored_journal_rows_read_back_as_entries_in_both_formats() -> None:
     wrote. Both read back as the same entry, numbered by the store."""
     from dataclasses import asdict, replace
 
-    from fakests.journal import JournalEntry, entry_from_row, entry_row
+    from fakests.state.journal import JournalEntry, entry_from_row, entry_row
 
     entry = JournalEntry(7, "sb", "token", "POST", "/t/oauth2/v2.0/token", 1.5, {"scope": "x"}, "cid", "password",
                          "crid", "trace", "corr", 400, 50126, "invalid_grant", "s/r", "3", None, 1.25, "ua", True, 42)

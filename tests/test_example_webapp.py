@@ -19,8 +19,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from examples.webapp.app import Settings, create_app
-from fakests.api import StsSandbox
-from fakests.journal import JournalEntry
+from fakests.state.journal import JournalEntry
+from fakests.testing.sandbox import StsSandbox
 from tests.chromium import WAIT_MS, fresh_context, screenshot
 
 SERVICE_PROBLEM = "The sign-in service had a problem (HTTP 500). Try again."

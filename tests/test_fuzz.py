@@ -49,15 +49,15 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.applications import Starlette
 
-from fakests import defaults as d
-from fakests import openapi
-from fakests.app import create_app
-from fakests.directory import MSA_TENANT_ID, Certificate
-from fakests.grants import GRANTS
-from fakests.runtime import Runtime
-from fakests.sandbox import Sandbox
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests.admin import openapi
+from fakests.server.app import create_app
+from fakests.server.runtime import Runtime
+from fakests.state import defaults as d
+from fakests.state.directory import MSA_TENANT_ID, Certificate
+from fakests.state.sandbox import Sandbox
+from fakests.state.settings import Settings
+from fakests.sts.grants import GRANTS
+from fakests.testing.transport import session_for
 
 ORIGIN = "https://fakests.test"
 FUZZ_SETTINGS: dict[str, Any] = {
@@ -344,7 +344,7 @@ def sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsTarget]:
             known.user_codes.append(flow.json()["user_code"])
             auth_uri = f"{ORIGIN}/{tid}/oauth2/v2.0/authorize?" + urlencode(
                 {"client_id": web, "response_type": "code", "redirect_uri": WEB_REDIRECT, "scope": USER_SCOPE})
-            from fakests.driver import sign_in
+            from fakests.testing.driver import sign_in
 
             known.codes.append(sign_in(http, auth_uri, WEB_REDIRECT, username="alice@contoso.com",
                                        password=d.PASSWORD)["code"])
@@ -822,7 +822,7 @@ def test_parse_form_answers_as_parse_qsl_does(text: str) -> None:
     must give the same pairs and fail on the same inputs (too many fields, bad percent-encoded UTF-8)."""
     from urllib.parse import parse_qsl
 
-    from fakests.context import MAX_FORM_FIELDS, parse_form
+    from fakests.sts.context import MAX_FORM_FIELDS, parse_form
 
     def outcome(parse: Any) -> Any:
         try:

@@ -43,19 +43,18 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from fakests import cli
-from fakests import defaults as d
-from fakests.api import StsSandbox
-from fakests.app import create_app
-from fakests.driver import forms_of
-from fakests.faults import MAX_HEAD_BYTES
-from fakests.journal import SECRET_PARAMS
-from fakests.pages import BANNER
-from fakests.runtime import Runtime
-from fakests.sandbox import SandboxLimit
-from fakests.server import FakeSTS
-from fakests.settings import Settings
-from fakests.transport import session_for
+from fakests import FakeSTS, cli
+from fakests.failures.faults import MAX_HEAD_BYTES
+from fakests.server.app import create_app
+from fakests.server.runtime import Runtime
+from fakests.state import defaults as d
+from fakests.state.journal import SECRET_PARAMS
+from fakests.state.sandbox import SandboxLimit
+from fakests.state.settings import Settings
+from fakests.sts.pages import BANNER
+from fakests.testing.driver import forms_of
+from fakests.testing.sandbox import StsSandbox
+from fakests.testing.transport import session_for
 from tests import serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -511,8 +510,8 @@ def test_serve_on_loopback_needs_no_token(tmp_path: Path) -> None:
 
 def test_in_memory_grants_are_pruned_and_capped(fake_sts: StsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-lived fakests must not grow without bound: expired grants go, and each kind is capped."""
-    from fakests import sandbox as sandbox_module
-    from fakests.sandbox import IssuedCode, RefreshGrant
+    from fakests.state import sandbox as sandbox_module
+    from fakests.state.sandbox import IssuedCode, RefreshGrant
 
     sb = fake_sts.sandbox
     now = sb.now()
@@ -526,7 +525,7 @@ def test_in_memory_grants_are_pruned_and_capped(fake_sts: StsSandbox, monkeypatc
 
 
 def test_rules_per_sandbox_are_bounded(fake_sts: StsSandbox) -> None:
-    from fakests.errors import ConfigError
+    from fakests.state.errors import ConfigError
 
     fake_sts.configure(max_rules=3)
     for _ in range(3):
@@ -551,7 +550,7 @@ def test_rules_limit_over_the_admin_api_is_a_clear_400(fake_sts: StsSandbox) -> 
 def test_throttle_memory_forgets_clients_whose_window_is_over(fake_sts: StsSandbox) -> None:
     """Throttle windows and Retry-After times are kept per client id; clients that come and go (a load
     test, generated ids) must not grow them for ever, and a client still inside its window keeps it."""
-    from fakests.engine import SWEEP_FROM
+    from fakests.failures.engine import SWEEP_FROM
 
     fake_sts.throttle("token", limit=1, per=10)
     session = fake_sts.http_client()

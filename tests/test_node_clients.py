@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from fakests import defaults as d
-from fakests.clientauth import ASSERTION_TYPE
-from fakests.directory import Certificate
-from fakests.journal import REDACTED, JournalEntry
-from fakests.server import FakeSTS
-from fakests.settings import Settings
+from fakests import FakeSTS
+from fakests.state import defaults as d
+from fakests.state.directory import Certificate
+from fakests.state.journal import REDACTED, JournalEntry
+from fakests.state.settings import Settings
+from fakests.sts.clientauth import ASSERTION_TYPE
 
 NODE_DIR = Path(__file__).parent / "node"
 MSAL_NODE_VERSION = "7.2.1"

@@ -8,9 +8,9 @@ from pathlib import Path
 import msal
 import pytest
 
-from fakests.remote import RemoteSandbox
-from fakests.server import FakeSTS
-from fakests.settings import Settings
+from fakests import FakeSTS
+from fakests.state.settings import Settings
+from fakests.testing.remote import RemoteSandbox
 from tests.jwks import verify
 
 

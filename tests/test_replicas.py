@@ -35,9 +35,9 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fakests import driver
-from fakests.remote import RemoteSandbox
-from fakests.sessions import trusting_session
+from fakests.testing import driver
+from fakests.testing.remote import RemoteSandbox
+from fakests.testing.sessions import trusting_session
 from tests.serving import Serving, finish, start, stop, wait_ready
 
 REDIRECT = "https://localhost/callback"
@@ -414,9 +414,9 @@ def test_a_bad_or_unreachable_store_stops_start_up(store: str, reason: str, tmp_
 def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_path: Path) -> None:
     """The same calls on both stores give the same answers; then what only Redis does: TTLs from
     ``expires_at``, a bounded journal, a prefix that isolates, and a drop that deletes exactly its keys."""
-    from fakests.journal import JournalEntry, entry_row
-    from fakests.redisstore import GRANT_GRACE, RedisStore
-    from fakests.store import SharedStore
+    from fakests.state.journal import JournalEntry, entry_row
+    from fakests.state.redisstore import GRANT_GRACE, RedisStore
+    from fakests.state.store import SharedStore
 
     prefix = f"unit-{uuid.uuid4().hex[:8]}:"
     store = RedisStore.connect(f"{redis_url}?prefix={prefix}")

@@ -6,8 +6,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from fakests.api import StsSandbox
-from fakests.driver import forms_of
+from fakests.testing.driver import forms_of
+from fakests.testing.sandbox import StsSandbox
 
 REDIRECT = "http://localhost:5000/getAToken"
 

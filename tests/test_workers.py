@@ -22,8 +22,8 @@ import jwt
 import pytest
 import requests
 
-from fakests import driver
-from fakests.remote import RemoteSandbox
+from fakests.testing import driver
+from fakests.testing.remote import RemoteSandbox
 from tests.serving import serve
 
 REDIRECT = "https://localhost/callback"

@@ -18,7 +18,7 @@ import msal
 import pytest
 import requests
 
-from fakests.api import StsSandbox
+from fakests.testing.sandbox import StsSandbox
 
 SCOPE = "api://fakests-api/.default"
 

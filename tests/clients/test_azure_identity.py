@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.identity import CertificateCredential, ClientSecretCredential, OnBehalfOfCredential
 
-from fakests.api import StsSandbox
+from fakests.testing.sandbox import StsSandbox
 from tests.jwks import verify
 
 TRANSPORTS = [pytest.param(True, id="inprocess"), pytest.param(False, id="tls")]

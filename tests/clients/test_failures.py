@@ -11,7 +11,7 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential
 
-from fakests.api import StsSandbox
+from fakests.testing.sandbox import StsSandbox
 
 REDIRECT = "http://localhost:5000/getAToken"
 TRANSPORTS = [pytest.param(True, id="inprocess"), pytest.param(False, id="tls")]

@@ -12,7 +12,7 @@ import threading
 import msal
 import pytest
 
-from fakests.api import StsSandbox
+from fakests.testing.sandbox import StsSandbox
 from tests.jwks import verify
 
 REDIRECT = "http://localhost:5000/getAToken"

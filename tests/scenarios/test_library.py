@@ -25,10 +25,10 @@ import yaml
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CertificateCredential, ClientSecretCredential
 
-from fakests import scenarios
-from fakests.api import StsSandbox
-from fakests.catalog import CATALOG
-from fakests.journal import JournalEntry
+from fakests.failures import scenarios
+from fakests.state.journal import JournalEntry
+from fakests.sts.catalog import CATALOG
+from fakests.testing.sandbox import StsSandbox
 from tests.jwks import verify
 
 LIBRARY = scenarios.bundled_dir()

@@ -1,0 +1,149 @@
+"""Client authentication at the token endpoint: secrets, certificate assertions, public clients.
+
+Entra's rules (entra-wire.md §2.1, §2.2, §11): a secret in the body or in HTTP Basic; a
+``client_assertion`` JWT signed by a registered certificate, found by ``x5t`` (SHA-1) or ``x5t#S256``,
+padded or not, RS256 or PS256, float ``exp``/``iat``, ``nbf`` optional, a few seconds of leeway
+(msal-node rounds ``iat``); ``aud`` the tenant's token endpoint; ``iss`` == ``sub`` == client_id.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote, urlparse
+
+import jwt
+
+from ..state.directory import App, Certificate
+from .context import StsRequest
+from .errors import StsError
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+LEEWAY = 5.0
+_TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/(?:v2\.0/)?token/?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """Who the client is and how it proved it (``azpacr``: 0 public, 1 secret, 2 certificate)."""
+
+    app: App
+    method: Literal["none", "secret", "certificate"]
+
+    @property
+    def azpacr(self) -> str:
+        return {"none": "0", "secret": "1", "certificate": "2"}[self.method]
+
+
+def _basic(ctx: StsRequest) -> tuple[str, str] | None:
+    header = ctx.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise StsError(9002313, detail="The Authorization header is not valid Basic credentials.") from None
+    return unquote(user), unquote(password)
+
+
+def find_app(ctx: StsRequest, client_id: str) -> App:
+    """The app registration, checked against the tenant the request names (AADSTS700016)."""
+    app = ctx.sandbox.directory.apps.get(client_id)
+    tenant = ctx.tenant
+    if app is None or (tenant is not None and app.sign_in_audience == "AzureADMyOrg"
+                       and tenant.tenant_id != app.tenant_id):
+        raise StsError(700016, client_id=client_id, tenant=tenant.tenant_id if tenant else ctx.segment)
+    if not app.enabled:
+        raise StsError(7000112, client_id=app.client_id, app_name=app.display_name)
+    ctx.notes["client_id"] = app.client_id
+    return app
+
+
+def authenticate(ctx: StsRequest, *, confidential_only: bool = False) -> ClientAuth:
+    """Identify and authenticate the client of a token request."""
+    basic = _basic(ctx)
+    secret = ctx.get("client_secret") or (basic[1] if basic else None)
+    assertion = ctx.get("client_assertion")
+    client_id = ctx.get("client_id") or (basic[0] if basic else None)
+    if client_id is None and assertion:
+        try:
+            client_id = str(jwt.decode(assertion, options={"verify_signature": False}).get("sub") or "") or None
+        except jwt.PyJWTError:
+            client_id = None
+    if client_id is None:
+        raise StsError(900144, parameter="client_id")
+    app = find_app(ctx, client_id)
+
+    if app.public_client:
+        if secret or assertion:
+            raise StsError(700025)
+        if confidential_only:
+            raise StsError(7000218)
+        return ClientAuth(app, "none")
+    if assertion:
+        if ctx.get("client_assertion_type") != ASSERTION_TYPE:
+            raise StsError(900144, parameter="client_assertion_type")
+        _verify_assertion(ctx, app, assertion)
+        return ClientAuth(app, "certificate")
+    if secret:
+        matches = [s for s in app.secrets if s.value == secret]
+        if not matches:
+            raise StsError(7000215, client_id=app.client_id)
+        if all(s.expires_at is not None and s.expires_at <= ctx.now for s in matches):
+            raise StsError(7000222, client_id=app.client_id)
+        return ClientAuth(app, "secret")
+    raise StsError(7000218)
+
+
+def _thumbprint_match(cert: Certificate, header: dict[str, object]) -> bool:
+    s256 = str(header.get("x5t#S256") or "").rstrip("=")
+    sha1 = str(header.get("x5t") or "").rstrip("=")
+    return (bool(s256) and s256 == cert.x5t_s256) or (bool(sha1) and sha1 == cert.x5t)
+
+
+def _verify_assertion(ctx: StsRequest, app: App, assertion: str) -> None:
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError as exc:
+        raise StsError(700027, reason=f"The assertion is not a JWT: {exc}", thumbprint="") from None
+    thumb = str(header.get("x5t#S256") or header.get("x5t") or "")
+    cert = next((c for c in app.certificates if _thumbprint_match(c, header)), None)
+    if cert is None:
+        raise StsError(700027, reason="The key was not found.", thumbprint=thumb)
+    if header.get("alg") not in ("RS256", "PS256"):
+        raise StsError(700027, reason=f"Algorithm '{header.get('alg')}' is not supported.", thumbprint=thumb)
+    try:
+        claims = jwt.decode(assertion, cert.public_key, algorithms=["RS256", "PS256"],  # type: ignore[arg-type]
+                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                     "verify_aud": False})
+    except jwt.PyJWTError:
+        raise StsError(700027, reason="The provided signature value did not match the expected signature value.",
+                       thumbprint=thumb) from None
+    now = ctx.now
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if not isinstance(exp, int | float) or exp + LEEWAY < now or (
+            isinstance(nbf, int | float) and nbf - LEEWAY > now):
+        raise StsError(700024, now=int(now), nbf=nbf, exp=exp)
+    if claims.get("iss") != claims.get("sub"):
+        raise StsError(50048)
+    if claims.get("iss") != app.client_id:
+        raise StsError(700021)
+    if not _audience_ok(ctx, str(claims.get("aud") or "")):
+        raise StsError(700023, aud=claims.get("aud"))
+
+
+def _audience_ok(ctx: StsRequest, aud: str) -> bool:
+    """``aud`` is this tenant's token endpoint, in any of its spellings (GUID or domain, v1 or v2)."""
+    try:
+        m = _TOKEN_PATH.match(urlparse(aud).path)
+    except ValueError:  # not a URL (e.g. "https://[x")
+        return False
+    if not m:
+        return False
+    seg = m.group(1).lower()
+    names = {ctx.segment.lower()}
+    if ctx.tenant is not None:
+        names |= {ctx.tenant.tenant_id, *(d.lower() for d in ctx.tenant.domains)}
+    return seg in names

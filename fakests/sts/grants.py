@@ -1,0 +1,214 @@
+"""The token endpoint's grants, one function each, dispatched by ``grant_type`` (``GRANTS``).
+
+Each grant validates its request (raising ``StsError`` with Entra's code) and returns the success
+JSON. Wire details per grant: entra-wire.md §2.3-§2.8.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from ..state.directory import MSA_TENANT_ID, App, User
+from .clientauth import ClientAuth, authenticate
+from .context import StsRequest
+from .errors import StsError
+from .ids import LAST_TIMESTAMP, entra_timestamp
+from .tokens import Minter, parse_scopes
+
+Grant = Callable[[StsRequest], dict[str, Any]]
+DEVICE_CODE_URN = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER_URN = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def check_user(ctx: StsRequest, app: App, user: User) -> str:
+    """Whether ``user`` may get tokens for ``app`` here; returns the token's ``tid``."""
+    tenant = ctx.tenant
+    seg = ctx.segment.lower()
+    if user.disabled:
+        raise StsError(50057)
+    if user.locked:
+        raise StsError(50053)
+    if user.is_msa:
+        if seg == "organizations" or (tenant is not None and not tenant.is_msa) or app.sign_in_audience not in (
+                "AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"):
+            raise StsError(50020, username=user.username, idp="live.com",
+                           tenant_name=tenant.display_name if tenant else seg, client_id=app.client_id,
+                           app_name=app.display_name)
+        return MSA_TENANT_ID
+    if tenant is not None and tenant.tenant_id != user.tenant_id:
+        raise StsError(50034, username=user.username, tenant=tenant.domains[0] if tenant.domains else seg)
+    if seg == "consumers" or app.sign_in_audience == "PersonalMicrosoftAccount" or (
+            app.sign_in_audience == "AzureADMyOrg" and user.tenant_id != app.tenant_id):
+        raise StsError(50020, username=user.username, idp=f"https://sts.windows.net/{user.tenant_id}/",
+                       tenant_name=seg, client_id=app.client_id, app_name=app.display_name)
+    return user.tenant_id
+
+
+def _minter(ctx: StsRequest) -> Minter:
+    return Minter(ctx.sandbox, ctx.origin, ctx.now)
+
+
+def _user_tokens(ctx: StsRequest, client: ClientAuth, user: User, scope: str | None, **kw: Any) -> dict[str, Any]:
+    tid = check_user(ctx, client.app, user)
+    scopes = parse_scopes(ctx.sandbox.directory, scope)
+    return _minter(ctx).user_response(client.app, user, scopes, tid, azpacr=client.azpacr,
+                                      want_client_info=ctx.get("client_info") == "1", **kw)
+
+
+def client_credentials(ctx: StsRequest) -> dict[str, Any]:
+    client = authenticate(ctx, confidential_only=True)
+    scope = ctx.require("scope")
+    # Entra checks the /.default form before it looks at the resource's permissions: an app-role
+    # name (https://graph.microsoft.com/User.Read.All) is AADSTS1002012, not 70011.
+    if not all(s == ".default" or s.endswith("/.default") for s in scope.split()):
+        raise StsError(1002012, scope=scope)
+    scopes = parse_scopes(ctx.sandbox.directory, scope)
+    if scopes.oidc or not scopes.is_default:
+        raise StsError(1002012, scope=scope)
+    tid = ctx.tenant.tenant_id if ctx.tenant is not None and not ctx.tenant.is_msa else client.app.tenant_id
+    return _minter(ctx).app_response(client.app, scopes, tid, client.azpacr)
+
+
+def password(ctx: StsRequest) -> dict[str, Any]:
+    client = authenticate(ctx)
+    username, secret = ctx.require("username"), ctx.require("password")
+    scope = ctx.require("scope")
+    user = ctx.sandbox.directory.user(username)
+    if user is None:
+        tenant = ctx.tenant
+        raise StsError(50034, username=username, tenant=tenant.domains[0] if tenant and tenant.domains else ctx.segment)
+    if user.is_msa:
+        raise StsError(70000, parameter="grant_type",
+                       detail="The resource owner password credential grant is not supported for Microsoft accounts.")
+    if user.password != secret:
+        raise StsError(50126)
+    if user.password_expired:
+        raise StsError(50055)
+    return _user_tokens(ctx, client, user, scope, auth_time=ctx.now)
+
+
+def authorization_code(ctx: StsRequest) -> dict[str, Any]:
+    code = ctx.require("code")
+    client = authenticate(ctx)
+    grant, first = ctx.sandbox.redeem_code(code)
+    if grant is None:
+        raise StsError(9002313, error="invalid_grant", detail="The authorization code is not valid.")
+    if not first:
+        raise StsError(54005)
+    if grant.client_id != client.app.client_id:
+        raise StsError(700005)
+    if grant.expires_at <= ctx.now:
+        raise StsError(70008)
+    if ctx.get("redirect_uri") != grant.redirect_uri:
+        raise StsError(500112, redirect_uri=ctx.get("redirect_uri") or "", expected=grant.redirect_uri)
+    if grant.code_challenge is not None:
+        verifier = ctx.get("code_verifier") or ""
+        if grant.code_challenge_method == "S256":
+            computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        else:
+            computed = verifier
+        if computed != grant.code_challenge:
+            raise StsError(501481)
+    user = ctx.sandbox.directory.user_by_oid(grant.user_oid)
+    if user is None:
+        raise StsError(70000, parameter="code", detail="The user of this code no longer exists.")
+    return _user_tokens(ctx, client, user, ctx.get("scope") or " ".join(grant.scopes), nonce=grant.nonce,
+                        auth_time=grant.auth_time, session_id=grant.session_id)
+
+
+def refresh_token(ctx: StsRequest) -> dict[str, Any]:
+    token = ctx.require("refresh_token")
+    client = authenticate(ctx)
+    grant = ctx.sandbox.get_refresh(token)
+    if grant is None:
+        raise StsError(9002313, error="invalid_grant", suberror="bad_token",
+                       detail="The refresh token is malformed or not valid.")
+    if grant.client_id != client.app.client_id:
+        raise StsError(70000, parameter="refresh_token", detail="It was issued to a different client.")
+    user = ctx.sandbox.directory.user_by_oid(grant.user_oid)
+    if user is None or grant.revoked or user.tokens_valid_from > grant.issued_at:
+        raise StsError(50173, issued=entra_timestamp(grant.issued_at),
+                       valid_from=entra_timestamp(user.tokens_valid_from if user else ctx.now))
+    if grant.expires_at <= ctx.now:
+        raise StsError(700082, issued=entra_timestamp(grant.issued_at),
+                       inactive=f"{int(ctx.now - grant.issued_at)} seconds")
+    return _user_tokens(ctx, client, user, ctx.get("scope") or " ".join(grant.scopes), auth_time=grant.auth_time)
+
+
+def device_code(ctx: StsRequest) -> dict[str, Any]:
+    code = ctx.get("device_code") or ctx.get("code")  # MSAL Python also sends ``code`` (§2.7)
+    if code is None:
+        raise StsError(900144, parameter="device_code")
+    client = authenticate(ctx)
+    sb = ctx.sandbox
+    with sb.lock:  # one process; across workers the approval only moves forward and the claim is atomic
+        grant = sb.get_device(code)
+        if grant is None or grant.client_id != client.app.client_id:
+            raise StsError(70018)
+        if grant.expires_at <= ctx.now:
+            raise StsError(70019)
+        if grant.declined:
+            raise StsError(70022)
+        if grant.user_oid is None:
+            sb.update_device(code, lambda g: setattr(g, "last_poll", ctx.now))
+            raise StsError(70016)
+        if not sb.claim_device(code):
+            raise StsError(54005)
+    user = sb.directory.user_by_oid(grant.user_oid)
+    assert user is not None
+    return _user_tokens(ctx, client, user, " ".join(grant.scopes), auth_time=ctx.now)
+
+
+def on_behalf_of(ctx: StsRequest) -> dict[str, Any]:
+    if ctx.get("requested_token_use") != "on_behalf_of":
+        raise StsError(900144, parameter="requested_token_use")
+    assertion = ctx.require("assertion")
+    client = authenticate(ctx, confidential_only=True)
+    try:
+        kid = str(jwt.get_unverified_header(assertion).get("kid") or "")
+    except jwt.PyJWTError:  # malformed: AADSTS50013 (entra-wire.md §2.8, §6)
+        raise StsError(50013, reason="The assertion is not a well-formed JWT.") from None
+    key = ctx.sandbox.keys.find(kid)
+    if key is None:
+        raise StsError(50013, reason="The key was not found.")
+    try:
+        claims = jwt.decode(assertion, key.private_key.public_key(), algorithms=["RS256"],
+                            options={"verify_exp": False, "verify_aud": False, "verify_iat": False,
+                                     "verify_nbf": False})
+    except jwt.PyJWTError:
+        raise StsError(50013, reason="The signature did not match.") from None
+    exp = _time_claim(claims, "exp") or 0.0
+    if exp <= ctx.now:
+        raise StsError(500133, now=entra_timestamp(ctx.now), exp=entra_timestamp(exp))
+    if str(claims.get("aud")) not in client.app.resource_uris():
+        raise StsError(50013, reason=f"The audience '{claims.get('aud')}' is not this application.")
+    user = ctx.sandbox.directory.user_by_oid(str(claims.get("oid", "")))
+    if user is None or "scp" not in claims:
+        raise StsError(50013, reason="The assertion is not a user's delegated token.")
+    return _user_tokens(ctx, client, user, ctx.require("scope"), auth_time=_time_claim(claims, "iat"))
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim of an assertion (None when absent); AADSTS50013 when it is not a date."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= LAST_TIMESTAMP:
+        raise StsError(50013, reason=f"The '{name}' claim is not a valid time.")
+    return float(value)
+
+
+GRANTS: dict[str, Grant] = {
+    "client_credentials": client_credentials,
+    "password": password,
+    "authorization_code": authorization_code,
+    "refresh_token": refresh_token,
+    DEVICE_CODE_URN: device_code,
+    "device_code": device_code,  # msal-node's short form (§11)
+    JWT_BEARER_URN: on_behalf_of,
+}

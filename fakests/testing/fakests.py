@@ -1,0 +1,111 @@
+"""``FakeSTS``: fakests over real TLS on 127.0.0.1, in a background thread.
+
+uvicorn's Config/Server split makes this small: ``Server.run`` in a thread (uvicorn skips signal
+handlers off the main thread), port 0, read the bound port back (``server.uvicorn.Server`` makes the
+stop take milliseconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from ..failures.faults import protocol_class
+from ..server.app import create_app
+from ..server.runtime import Runtime
+from ..server.uvicorn import Server
+from ..state.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
+
+    from .sandbox import StsSandbox
+
+
+class FakeSTS:
+    """A running fakests server: ``with FakeSTS() as sts: sts.authority(tenant)``.
+
+    ``settings`` defaults to 127.0.0.1, a free port, TLS on; ``runtime`` shares keys and
+    sandboxes with an in-process app (the pytest plugin does that).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, runtime: Runtime | None = None, **uvicorn_kw: Any) -> None:
+        self.settings = settings or Settings(port=0)
+        self.runtime = runtime or Runtime.start(self.settings)
+        self.app = create_app(runtime=self.runtime)
+        self._uvicorn_kw = uvicorn_kw
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> FakeSTS:
+        tls = self.runtime.tls
+        config = uvicorn.Config(
+            self.app, host=self.settings.host, port=self.settings.port, log_level="warning",
+            access_log=False, lifespan="off", http=protocol_class(),
+            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
+            **self._uvicorn_kw,
+        )
+        self._server = Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fakests-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"fakests could not start on {self.settings.host}:{self.settings.port}")
+            time.sleep(0.001)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._server.wake()
+            self._thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> FakeSTS:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+    # --- what clients need -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """``https://localhost:{port}``: the origin clients use (``localhost`` is in the certificate)."""
+        host = "localhost" if self.settings.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else self.settings.host
+        return f"{'https' if self.runtime.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def ca_path(self) -> str:
+        """The CA certificate (PEM) that clients must trust."""
+        assert self.runtime.tls is not None, "TLS is off"
+        return str(self.runtime.tls.ca)
+
+    def authority(self, tenant: str | None = None) -> str:
+        from ..state.defaults import TENANT_ID
+
+        return f"{self.url}/{tenant or TENANT_ID}"
+
+    def sandbox(self, *, auto_sign_in: bool = False) -> StsSandbox:
+        """A new isolated sandbox on this server (a fresh-id copy of the directory)."""
+        from .sandbox import StsSandbox
+
+        sb = self.runtime.sandboxes.create()
+        sb.auto_sign_in = auto_sign_in
+        return StsSandbox(sb, self.runtime.sandboxes, url=self.url, ca_path=self.ca_path if self.runtime.tls else None,
+                          app=self.app, client_cert_path=str(self.runtime.client_cert_path))
+
+    def session(self) -> requests.Session:
+        """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``
+        says (entra-wire.md §7.12), and that carries MSAL Python's port-less user-realm lookup
+        (``https://localhost/common/userrealm/...``, §7.9) to this server's port."""
+        from .sessions import trusting_session  # requests is for clients: keep it off the server's start path
+
+        return trusting_session(self.ca_path, self.url)

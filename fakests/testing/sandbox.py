@@ -1,0 +1,305 @@
+"""``StsSandbox``: one sandbox seen from a test, with ready-made real clients.
+
+It hands out what a test needs to point unmodified clients at fakests: the authority, the CA,
+``requests`` sessions (in-process or over TLS; both reach the same app, so issuers and tokens are
+identical), ready ``msal`` applications and the keyword arguments azure-identity credentials need.
+It also reads the sandbox's journal, moves its clock and changes its directory.
+
+The helpers always pass ``instance_discovery=False`` / ``disable_instance_discovery=True`` (or MSAL
+would ask the real login.microsoftonline.com, entra-wire.md §7.2) and trust exactly fakests' CA,
+whatever ``REQUESTS_CA_BUNDLE`` says (§7.12).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+
+from ..failures import scenarios
+from ..failures.scripting import ArmedRule, arm, armed, build_rule
+from ..state import defaults
+from ..state.directory import App, Certificate, User
+from ..state.journal import Journal
+from ..state.sandbox import Sandbox, Sandboxes
+from . import driver
+from .sessions import trusting_session
+from .transport import ASGIAdapter
+
+if TYPE_CHECKING:
+    import msal
+    from starlette.types import ASGIApp
+
+Role = Literal["daemon", "web", "api", "public"]
+_ROLES: dict[str, tuple[str, str | None]] = {
+    "daemon": (defaults.DAEMON_ID, defaults.DAEMON_SECRET),
+    "web": (defaults.WEB_ID, defaults.WEB_SECRET),
+    "api": (defaults.API_ID, defaults.API_SECRET),
+    "public": (defaults.PUBLIC_ID, None),
+}
+
+
+class MissingClientLibrary(ModuleNotFoundError):
+    """A helper needs a client library that is not installed: the message names the extra to install."""
+
+
+def _client_library(module: str, helper: str) -> Any:
+    """Import a real client for a helper; fakests itself never needs one, so it is an extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise  # the library is there but one of its own imports failed: that is its error to report
+        raise MissingClientLibrary(
+            f"fake_sts.{helper}() needs {module.split('.')[0]!r}, which is not installed: "
+            f"pip install 'fakests[clients]' (or install MSAL Python / azure-identity yourself)",
+            name=exc.name) from None
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """An app of the sandbox's default directory, by role: its client id and secret."""
+
+    client_id: str
+    secret: str | None
+    display_name: str
+
+
+class StsSandbox:
+    """A sandbox on a running fakests (``FakeSTS``), as a test uses it."""
+
+    def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
+                 client_cert_path: str) -> None:
+        self.sandbox = sandbox
+        self._sandboxes = sandboxes
+        self.url = url.rstrip("/")
+        self.ca_path = ca_path
+        self._app = app
+        self.client_cert_path = client_cert_path
+
+    # --- identity ----------------------------------------------------------------------------------
+    @property
+    def sandbox_id(self) -> str:
+        return self.sandbox.sandbox_id
+
+    def _id(self, template_id: str) -> str:
+        return self.sandbox.id_map.get(template_id, template_id)
+
+    @property
+    def tenant_id(self) -> str:
+        """The sandbox's own tenant (the default directory's Contoso, under a fresh GUID)."""
+        return self._id(defaults.TENANT_ID)
+
+    @property
+    def other_tenant_id(self) -> str:
+        return self._id(defaults.OTHER_TENANT_ID)
+
+    def app(self, role: Role) -> AppInfo:
+        client_id, secret = _ROLES[role]
+        cid = self._id(client_id)
+        return AppInfo(cid, secret, self.sandbox.directory.apps[cid].display_name)
+
+    @property
+    def daemon(self) -> AppInfo:
+        return self.app("daemon")
+
+    @property
+    def web(self) -> AppInfo:
+        return self.app("web")
+
+    @property
+    def api(self) -> AppInfo:
+        return self.app("api")
+
+    @property
+    def public(self) -> AppInfo:
+        return self.app("public")
+
+    password = defaults.PASSWORD
+
+    def authority(self, tenant: str | None = None) -> str:
+        """``https://localhost:{port}/{tenant}``; default: the sandbox's tenant GUID."""
+        return f"{self.url}/{tenant or self.tenant_id}"
+
+    @property
+    def client_certificate(self) -> dict[str, str]:
+        """MSAL's ``client_credential`` for the default client certificate (SHA-1 thumbprint form)."""
+        with open(self.client_cert_path) as handle:
+            pem = handle.read()
+        cert = Certificate(pem[pem.index("-----BEGIN CERTIFICATE-----"):])
+        return {"private_key": pem, "thumbprint": hashlib.sha1(cert.der).hexdigest()}
+
+    # --- transports --------------------------------------------------------------------------------
+    def http_client(self, *, inprocess: bool = True) -> requests.Session:
+        """A new ``requests.Session`` for this fakests: in-process (no socket) or over TLS."""
+        if not inprocess:
+            assert self.ca_path is not None, "this fakests has no TLS; use inprocess=True"
+            return trusting_session(self.ca_path, self.url)
+        session = requests.Session()
+        session.trust_env = False
+        adapter = ASGIAdapter(self._app)
+        session.mount(self.url + "/", adapter)
+        host = urlsplit(self.url).hostname
+        session.mount(f"https://{host}/common/userrealm/", adapter)  # MSAL drops the port here (§7.9)
+        return session
+
+    def msal_confidential(self, role: Role = "daemon", *, certificate: bool = False, authority: str | None = None,
+                          inprocess: bool = True, **kwargs: Any) -> msal.ConfidentialClientApplication:
+        """A fresh ``msal.ConfidentialClientApplication`` (fresh: MSAL caches errors per app)."""
+        msal = _client_library("msal", "msal_confidential")
+
+        info = self.app(role)
+        credential: Any = self.client_certificate if certificate else info.secret
+        return msal.ConfidentialClientApplication(
+            info.client_id, client_credential=credential, authority=authority or self.authority(),
+            http_client=kwargs.pop("http_client", None) or self.http_client(inprocess=inprocess),
+            instance_discovery=False, **kwargs)
+
+    def msal_public(self, role: Role = "public", *, authority: str | None = None, inprocess: bool = True,
+                    **kwargs: Any) -> msal.PublicClientApplication:
+        """A fresh ``msal.PublicClientApplication`` for this sandbox's public app."""
+        msal = _client_library("msal", "msal_public")
+
+        return msal.PublicClientApplication(
+            self.app(role).client_id, authority=authority or self.authority(),
+            http_client=kwargs.pop("http_client", None) or self.http_client(inprocess=inprocess),
+            instance_discovery=False, **kwargs)
+
+    def azure_kwargs(self, *, inprocess: bool = True, **transport_kw: Any) -> dict[str, Any]:
+        """Keyword arguments for any azure-identity credential: ``authority``, instance discovery
+        off, and a transport that reaches this fakests (in-process, or TLS trusting its CA)."""
+        RequestsTransport = _client_library("azure.core.pipeline.transport", "azure_kwargs").RequestsTransport
+
+        session = self.http_client(inprocess=inprocess)
+        if not inprocess:
+            # azure-core passes its own ``verify`` with every request, overriding the session's.
+            transport_kw.setdefault("connection_verify", self.ca_path)
+        return {"authority": self.url, "disable_instance_discovery": True,
+                "transport": RequestsTransport(session=session, session_owner=False, **transport_kw)}
+
+    # --- people at the sign-in pages ----------------------------------------------------------------
+    def sign_in(self, auth_uri: str, redirect_uri: str, username: str = "alice@contoso.com",
+                password: str | None = None, *, consent: bool = True, inprocess: bool = True,
+                session: requests.Session | None = None) -> dict[str, str]:
+        """Complete the sign-in pages at ``auth_uri`` over plain HTTP; returns the auth response."""
+        return driver.sign_in(session or self.http_client(inprocess=inprocess), auth_uri, redirect_uri,
+                              username=username, password=password or self.password, consent=consent)
+
+    def approve_device_code(self, flow: dict[str, Any], username: str = "alice@contoso.com",
+                            password: str | None = None, *, approve: bool = True, inprocess: bool = True) -> str:
+        """Enter the device flow's code and sign in, as the user would on another device."""
+        return driver.approve_device_code(self.http_client(inprocess=inprocess), flow["verification_uri"],
+                                          flow["user_code"], username=username,
+                                          password=password or self.password, approve=approve)
+
+    # --- scripted failures ---------------------------------------------------------------------------
+    def fail(self, endpoint: str | list[str] = "token", **kwargs: Any) -> ArmedRule:
+        """Arm one failure rule, in one line. Keywords are the rule fields of scenario files, sorted by
+        name into match / response / schedule (``headers`` are response headers; match request headers
+        with ``request_headers``), e.g.::
+
+            fake_sts.fail("token", aadsts=70012, times=2, account_type="msa")
+            fake_sts.fail("token", status=503, aadsts=90033, retry_after=1, times=3)
+            fake_sts.fail("token", fault="reset", times=1)
+            fake_sts.fail("discovery", status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+        """
+        return arm(self.sandbox.engine, build_rule(endpoint, kwargs), "fake_sts.fail")
+
+    def delay(self, endpoint: str | list[str] = "token", seconds: float = 1.0, **kwargs: Any) -> ArmedRule:
+        """A slow STS: matching requests wait ``seconds`` (or ``(min, max)`` with jitter), then succeed."""
+        value: Any = {"min": seconds[0], "max": seconds[1]} if isinstance(seconds, tuple) else seconds
+        return arm(self.sandbox.engine, build_rule(endpoint, {**kwargs, "delay": value}), "fake_sts.delay")
+
+    def throttle(self, endpoint: str | list[str] = "token", *, limit: int, per: float, **kwargs: Any) -> ArmedRule:
+        """Allow ``limit`` requests per ``per`` seconds per client, then 429 with ``Retry-After``."""
+        rule = build_rule(endpoint, {**kwargs, "limit": limit, "per": per}, throttle=True)
+        return arm(self.sandbox.engine, rule, "fake_sts.throttle")
+
+    @contextmanager
+    def outage(self, endpoint: str | list[str] = "any", *, seconds: float | None = None,
+               **kwargs: Any) -> Iterator[ArmedRule]:
+        """Everything matching fails while the block runs (only for ``seconds`` on the sandbox clock,
+        if given). Default answer: 503 ``temporarily_unavailable`` (AADSTS90033)."""
+        if not {"aadsts", "status", "fault"} & set(kwargs):
+            kwargs["aadsts"] = 90033
+        if seconds is not None:
+            kwargs["window"] = {"start": 0, "duration": seconds}
+        with armed(self.sandbox.engine, build_rule(endpoint, kwargs), "fake_sts.outage") as rule:
+            yield rule
+
+    def use_scenario(self, name_or_path: str | Path) -> list[ArmedRule]:
+        """Load a scenario file: a path, or a name from ``scenario_dir`` or fakests' own library."""
+        path = scenarios.find(str(name_or_path), [self.sandbox.settings.scenario_dir])
+        engine = self.sandbox.engine
+        return [ArmedRule(engine, state) for state in engine.load(scenarios.load_file(path))]
+
+    def clear_scenarios(self) -> None:
+        self.sandbox.engine.clear()
+
+    @property
+    def scenarios(self) -> list[dict[str, Any]]:
+        """Loaded rules with their counters (``matched``, ``fired``)."""
+        return self.sandbox.engine.summary()
+
+    # --- state ---------------------------------------------------------------------------------------
+    @property
+    def journal(self) -> Journal:
+        return self.sandbox.journal
+
+    @property
+    def default_journal(self) -> Journal:
+        """The default sandbox's journal, where requests that name neither a tenant nor a client
+        land: MSAL's user-realm lookup (``/common/userrealm/{user}``) and instance discovery.
+        Match them to this sandbox's requests by correlation id."""
+        return self._sandboxes.default.journal
+
+    def configure(self, **settings: Any) -> None:
+        """Change this sandbox's settings (token lifetimes, ``device_code_interval``...): any field of
+        ``Settings``. MSAL treats an access token with under 300 s left as expired, so
+        ``configure(access_token_lifetime=300)`` makes every ``acquire_token_silent`` refresh."""
+        self.sandbox.settings = dataclasses.replace(self.sandbox.settings, **settings)
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward (expire tokens, codes and device codes without sleeping)."""
+        self.sandbox.advance(seconds)
+
+    @property
+    def auto_sign_in(self) -> bool:
+        return self.sandbox.auto_sign_in
+
+    @auto_sign_in.setter
+    def auto_sign_in(self, value: bool) -> None:
+        self.sandbox.auto_sign_in = value
+
+    def user(self, username: str) -> User:
+        user = self.sandbox.directory.user(username)
+        if user is None:
+            raise KeyError(username)
+        return user
+
+    def add_user(self, username: str, *, password: str | None = None, tenant_id: str | None = None,
+                 display_name: str | None = None, **fields: Any) -> User:
+        user = User(username, display_name or username.split("@")[0].title(), password or self.password,
+                    tenant_id or self.tenant_id, **fields)
+        return self.sandbox.directory.add_user(user)
+
+    def add_app(self, app: App) -> App:
+        added = self.sandbox.directory.add_app(app)
+        self._sandboxes.reindex(self.sandbox)
+        return added
+
+    @property
+    def internal_errors(self) -> list[str]:
+        return self.sandbox.internal_errors
+
+    def drop(self) -> None:
+        self._sandboxes.drop(self.sandbox.sandbox_id)
