@@ -17,6 +17,7 @@ fixture) those methods use plain dicts, as before.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import threading
 import time
@@ -32,6 +33,10 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .store import Store
+
+# The clock of idle expiry, a module attribute so that a test can move it for this module alone
+# (time-machine leaves monotonic time alone, and the event loop must keep the real one).
+monotonic = time.monotonic
 
 class RuleEngine(Protocol):
     """What a sandbox needs of its scripted-failure engine (``failures.engine.Engine`` is the one).
@@ -115,7 +120,7 @@ class Sandbox:
     id_map: dict[str, str] = field(default_factory=dict)  # template id -> this sandbox's id
     # The scenario engine's hook (scripted failures): a callable that may answer instead of fakests.
     interceptor: Callable[[Any], Any] | None = None
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=lambda: monotonic())
     _use_published: float = field(default=float("-inf"), repr=False)  # with a store: last ``touch`` written there
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _engine: RuleEngine | None = field(default=None, repr=False)
@@ -138,7 +143,7 @@ class Sandbox:
     def touch(self) -> None:
         """Mark the sandbox used now (requests and admin calls keep it alive: ``Sandboxes.expire_idle``).
         With a store, other processes must see the use too: it is written there at most once a second."""
-        self.last_used = now = time.monotonic()
+        self.last_used = now = monotonic()
         if self.store is not None and now - self._use_published >= USE_PUBLISH_EVERY:
             self._use_published = now
             self.store.touch_sandboxes({self.sandbox_id: time.time()})
@@ -348,6 +353,9 @@ class Sandboxes:
         self._by_id: dict[str, Sandbox] = {}
         self._by_tenant: dict[str, Sandbox] = {}
         self._by_client: dict[str, Sandbox] = {}
+        # (last use as last seen, id), the least recent on top: expiry looks only at what may be due.
+        # Uses since an entry was pushed are found when it surfaces, and it is pushed again then.
+        self._idle: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._next_expiry = 0.0  # monotonic time of the next idle check (expire_soon)
         self._next_cleanup = 0.0  # with a store: monotonic time of the next clean-up of expired grants
@@ -375,21 +383,39 @@ class Sandboxes:
         with self._lock:
             self._by_id[sandbox_id] = sb
             self._index(sb)
+            if sandbox_id != DEFAULT_SANDBOX:
+                heapq.heappush(self._idle, (sb.last_used, sandbox_id))
         return sb
 
-    def _index(self, sb: Sandbox) -> None:
-        for tid, tenant in sb.directory.tenants.items():
+    @staticmethod
+    def _routing_keys(directory: Directory) -> tuple[list[str], list[str]]:
+        """The tenant-index keys (GUIDs, lower-case domains) and client-index keys a directory routes."""
+        tenants = []
+        for tid, tenant in directory.tenants.items():
             if tid != MSA_TENANT_ID:
-                self._by_tenant[tid] = sb
-                for d in tenant.domains:
-                    self._by_tenant.setdefault(d.lower(), sb)
-        for cid in sb.directory.apps:
+                tenants.append(tid)
+                tenants.extend(d.lower() for d in tenant.domains)
+        return tenants, list(directory.apps)
+
+    def _index(self, sb: Sandbox) -> None:
+        tenants, clients = self._routing_keys(sb.directory)
+        for key in tenants:  # a GUID is the sandbox's own; a domain goes to the first that claims it
+            if key in sb.directory.tenants:
+                self._by_tenant[key] = sb
+            else:
+                self._by_tenant.setdefault(key, sb)
+        for cid in clients:
             self._by_client.setdefault(cid, sb)
 
     def _unindex(self, sb: Sandbox) -> None:
-        for index in (self._by_tenant, self._by_client):
-            for key in [k for k, v in index.items() if v is sb]:
-                del index[key]
+        """Remove what ``sb`` holds in the indexes, found from its own directory (O(its size), not a scan of
+        every sandbox's keys). Sound because a live directory only grows, and ``_load`` unindexes a sandbox
+        before it replaces its directory."""
+        tenants, clients = self._routing_keys(sb.directory)
+        for index, keys in ((self._by_tenant, tenants), (self._by_client, clients)):
+            for key in keys:
+                if index.get(key) is sb:
+                    del index[key]
 
     def reindex(self, sb: Sandbox) -> None:
         """Call after adding tenants or apps to a live sandbox's directory."""
@@ -449,11 +475,25 @@ class Sandboxes:
         if self.store is not None:
             self._expire_shared()
             return
-        limit = time.monotonic() - self.settings.sandbox_idle_ttl
+        limit = monotonic() - self.settings.sandbox_idle_ttl
+        idle = []
         with self._lock:
-            idle = [s for s in self._by_id.values() if s.last_used < limit and s.sandbox_id != DEFAULT_SANDBOX]
-        for sb in idle:
-            self.drop(sb.sandbox_id)
+            heap = self._idle
+            while heap and heap[0][0] < limit:
+                _, sandbox_id = heapq.heappop(heap)
+                sb = self._by_id.get(sandbox_id)
+                if sb is None:
+                    continue  # dropped already
+                if sb.last_used < limit:
+                    idle.append(sandbox_id)
+                else:  # used since it was pushed: due again one ttl after that use
+                    heapq.heappush(heap, (sb.last_used, sandbox_id))
+            if len(heap) > 2 * len(self._by_id) + 64:
+                # Dropped sandboxes leave entries behind; past twice the live ones, rebuild (amortised O(1)).
+                heap[:] = [(sb.last_used, i) for i, sb in self._by_id.items() if i != DEFAULT_SANDBOX]
+                heapq.heapify(heap)
+        for sandbox_id in idle:
+            self.drop(sandbox_id)
 
     def _expire_shared(self) -> None:
         store = self.store
@@ -470,7 +510,7 @@ class Sandboxes:
     def expire_soon(self) -> None:
         """``expire_idle``, at most once a second (or once per ttl, if shorter): requests and admin
         calls go through here, so an idle sandbox's tenant stops answering once its ttl is over."""
-        now = time.monotonic()
+        now = monotonic()
         if now >= self._next_expiry:
             self._next_expiry = now + min(1.0, self.settings.sandbox_idle_ttl)
             if self.store is not None and now >= self._next_cleanup:
