@@ -162,6 +162,9 @@ class Engine:
         self._indexed: list[RuleState] | None = None
         self._open: list[tuple[int, RuleState]] = []  # rules that name no client_id, with load position
         self._by_client: dict[str, list[tuple[int, RuleState]]] = {}
+        # With a store: its change signal and the shared ``not_before`` read under it. Every write goes
+        # through a transaction that moves the signal, so while it stands still the copy is current.
+        self._shared_not_before: tuple[int, dict[str, float]] | None = None
 
     # --- loading ------------------------------------------------------------------------------------
     def load(self, scenario: Scenario) -> list[RuleState]:
@@ -319,7 +322,14 @@ class Engine:
             candidates = self._candidates(client_id)
         hits = [state for state in candidates if matches(state.rule, ctx, facts)]
         if not hits:
-            not_before = store.rule_state(sandbox_id, _NOT_BEFORE) or {}
+            signal = store.signal()  # before the read: a write committed after it moves the signal
+            cached = self._shared_not_before
+            if signal is not None and cached is not None and cached[0] == signal:
+                not_before = cached[1]
+            else:
+                not_before = store.rule_state(sandbox_id, _NOT_BEFORE) or {}
+                if signal is not None:
+                    self._shared_not_before = (signal, not_before)
             if now < not_before.get(client_key, 0.0):
                 ctx.notes["early_retry"] = True
             return None, None, None

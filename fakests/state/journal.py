@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -93,11 +93,13 @@ class Journal:
         with self._lock:
             self._entries.append(entry)
 
-    def record_row(self, row: tuple[Any, ...]) -> None:
+    def record_row(self, row: tuple[Any, ...]) -> Awaitable[None] | None:
         """Record ``JournalEntry(*row)``, built when read: every request writes an entry and few are
-        ever read, and a frozen dataclass of 22 fields costs more to build than the rest of the journal."""
+        ever read, and a frozen dataclass of 22 fields costs more to build than the rest of the journal.
+        A shared journal may return an awaitable: the request must await it before it answers."""
         with self._lock:
             self._entries.append(row)
+        return None
 
     def clear(self) -> None:
         with self._lock:

@@ -172,6 +172,10 @@ class RedisStore:
     def version(self) -> int:
         return int(self.redis.get(self._key("version")) or 0)
 
+    def signal(self) -> None:
+        """No shared memory between machines: readers always ask ``version``."""
+        return None
+
     def _definitions(self, sandbox_id: str, definition: Any, only_if_absent: bool) -> int:
         blob = pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
         keys = [self._key("version"), self._key("sandboxes"), self._key("sandbox-versions")]
@@ -303,6 +307,10 @@ class RedisStore:
         """Journal ``row`` (``journal.entry_row``); the store numbers it."""
         self._record(keys=[self._key("journal-seq"), self._key("journal", row[1])],
                      args=[pickle.dumps(row), max(bound, 1)])
+
+    def record_soon(self, row: tuple[Any, ...], bound: int) -> None:
+        """``record``, at once: a Redis script call is one round trip, which grouping would not save."""
+        self.record(row, bound)
 
     def journal(self, sandbox: str, bound: int) -> list[JournalEntry]:
         """The newest ``bound`` entries, oldest first, each with the store's ``seq`` (one order across

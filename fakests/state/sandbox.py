@@ -360,6 +360,7 @@ class Sandboxes:
         self._next_expiry = 0.0  # monotonic time of the next idle check (expire_soon)
         self._next_cleanup = 0.0  # with a store: monotonic time of the next clean-up of expired grants
         self._version = -1  # the store's version last synced
+        self._signal: int | None = None  # the store's change signal when it was read (``Store.signal``)
         self._versions: dict[str, int] = {}  # sandbox id -> version of its definition held here
         self._pem_cache: dict[tuple[bytes, float | None], SigningKey] = {}  # a PEM loads in ~1 ms: once
         self.default = self._add(DEFAULT_SANDBOX, template)
@@ -565,12 +566,17 @@ class Sandboxes:
             self.save(sb)
 
     def sync(self) -> None:
-        """Catch up with the sandboxes other workers created, changed or dropped (one query when none)."""
+        """Catch up with the sandboxes other workers created, changed or dropped: nothing when the store's
+        change signal is the one seen last, one query when its version is."""
         store = self.store
         if store is None:
             return
+        signal = store.signal()  # read before the version: a change committed after it shows as a new signal
+        if signal is not None and signal == self._signal:
+            return
         version = store.version()
         if version == self._version:
+            self._signal = signal
             return
         versions = store.sandbox_versions()
         for sandbox_id in [i for i in self._by_id if i not in versions and i != DEFAULT_SANDBOX]:
@@ -584,6 +590,7 @@ class Sandboxes:
                 self._load(definition)
                 self._versions[sandbox_id] = v
         self._version = version
+        self._signal = signal
 
     def _load(self, d: SandboxDefinition) -> None:
         """Make this process's copy of a sandbox match ``d``: the same object when there is one, so

@@ -239,7 +239,9 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
                 ctx.notes.update(aadsts=50000, error="server_error")
         _add_missing_headers(response, ids.headers())
         if ctx is not None:
-            _record(ctx, response, (time.perf_counter() - started) * 1000)
+            committed = _record(ctx, response, (time.perf_counter() - started) * 1000)
+            if committed is not None:  # a shared journal: the row is in the store before the answer leaves
+                await committed
         return response
 
     endpoint.__name__ = name
@@ -275,7 +277,7 @@ def _add_missing_headers(response: Response, headers: dict[str, str]) -> None:
             raw.append((name, value.encode("latin-1")))
 
 
-def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
+def _record(ctx: StsRequest, response: Response, duration_ms: float) -> Awaitable[None] | None:
     params = ctx.params
     notes = ctx.notes
     # JournalEntry's fields, in order: the journal builds the entry only when it is read.
@@ -287,8 +289,9 @@ def _record(ctx: StsRequest, response: Response, duration_ms: float) -> None:
         notes.get("fault"), round(duration_ms, 3), ctx.headers.get("user-agent"), bool(notes.get("early_retry")),
         os.getpid(),
     )
-    ctx.sandbox.journal.record_row(row)
+    committed = ctx.sandbox.journal.record_row(row)
     if ctx.sandbox.settings.log_requests and log.isEnabledFor(logging.INFO):
         log.info("%s %s %s sandbox=%s status=%s aadsts=%s rule=%s correlation_id=%s", ctx.request.method,
                  row[4], ctx.endpoint, row[1], row[12], row[13] or "-", row[15] or "-", row[11])
+    return committed
 
