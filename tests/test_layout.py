@@ -63,6 +63,12 @@ def test_every_module_lives_in_a_wing() -> None:
         assert doc and len(doc) > 40, f"fakests/{wing}/__init__.py says what the wing is for"
 
 
+def test_tests_mirror_the_wings() -> None:
+    tests = Path(__file__).resolve().parent
+    for wing in WINGS:
+        assert list((tests / wing).glob("test_*.py")), f"tests/{wing}/ holds the tests of fakests/{wing}/"
+
+
 def test_imports_run_one_way() -> None:
     upward = [f"{a} -> {b}" for a, targets in _graph().items() for b in targets
               if _rank(b) > _rank(a) and a != "fakests" and not b.startswith(a + ".")]

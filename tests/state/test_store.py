@@ -1,7 +1,7 @@
 """The SQLite store that ``serve --workers N`` shares: its change signal and its group-committed journal.
 
 Two ``SharedStore`` objects on one file stand for two worker processes (each maps the signal file and
-opens its own connections, as a worker does). ``tests/test_workers.py`` proves the same promises with
+opens its own connections, as a worker does). ``tests/server/test_workers.py`` proves the same promises with
 real worker processes over HTTP.
 """
 

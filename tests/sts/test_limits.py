@@ -57,7 +57,7 @@ from fakests.testing.sandbox import StsSandbox
 from fakests.testing.transport import session_for
 from tests import serving
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ORIGIN = "https://fakests.test"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 USER_SCOPE = "openid profile offline_access User.Read"

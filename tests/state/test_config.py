@@ -27,7 +27,7 @@ from fakests.testing.transport import session_for
 pytestmark = pytest.mark.filterwarnings("ignore:This API has been deprecated:DeprecationWarning")
 
 ORIGIN = "https://fakests.test"
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "config.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
 T1 = "11111111-0000-4000-8000-000000000001"
 T2 = "11111111-0000-4000-8000-000000000002"
 A1 = "22222222-0000-4000-8000-000000000001"
