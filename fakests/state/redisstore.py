@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .journal import JournalEntry, entry_from_row
+from .store import LOG_KEEP
 
 try:
     import redis
@@ -53,13 +54,37 @@ LOCK_WAIT = 30.0  # give up waiting for the lock after this long (the request th
 
 # Atomic steps, as Lua scripts (Redis runs each alone). KEYS and ARGV as documented on each.
 _SAVE_SANDBOX = """
--- KEYS: version, definitions, versions; ARGV: id, blob, only_if_absent ('1'/'0'). Returns the new
--- version, or 0 when only_if_absent and the sandbox is there already.
+-- KEYS: version, definitions, versions, log; ARGV: id, blob, only_if_absent ('1'/'0'), log_keep. Returns
+-- the new version, or 0 when only_if_absent and the sandbox is there already.
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], v)
+redis.call('ZADD', KEYS[4], v, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', v - tonumber(ARGV[4]))
 return v
+"""
+_DROP_SANDBOX = """
+-- KEYS: version, definitions, versions, log; ARGV: id, log_keep. Drops the definition under a new version.
+local v = redis.call('INCR', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], v, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', v - tonumber(ARGV[2]))
+return v
+"""
+_CHANGES = """
+-- KEYS: version, versions, log; ARGV: since, log_keep. Returns {} when since is older than the log
+-- remembers, else {1, id1, version1 or '', id2, ...}: one snapshot, as a script runs alone.
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+local since = tonumber(ARGV[1])
+if since < 0 or since <= v - tonumber(ARGV[2]) then return {} end
+local out = {1}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, '+inf')) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
 """
 _CLAIM = """
 -- KEYS: grant. Returns {blob, redeemed-before} and marks it redeemed, or nil if there is no such grant.
@@ -111,6 +136,8 @@ class RedisStore:
         self.prefix = prefix
         self.url = url
         self._save = client.register_script(_SAVE_SANDBOX)
+        self._drop = client.register_script(_DROP_SANDBOX)
+        self._changes = client.register_script(_CHANGES)
         self._claim = client.register_script(_CLAIM)
         self._update = client.register_script(_UPDATE)
         self._record = client.register_script(_RECORD)
@@ -178,8 +205,8 @@ class RedisStore:
 
     def _definitions(self, sandbox_id: str, definition: Any, only_if_absent: bool) -> int:
         blob = pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
-        keys = [self._key("version"), self._key("sandboxes"), self._key("sandbox-versions")]
-        return int(self._save(keys=keys, args=[sandbox_id, blob, "1" if only_if_absent else "0"]))
+        keys = [self._key("version"), self._key("sandboxes"), self._key("sandbox-versions"), self._key("sandbox-log")]
+        return int(self._save(keys=keys, args=[sandbox_id, blob, "1" if only_if_absent else "0", LOG_KEEP]))
 
     def save_sandbox(self, sandbox_id: str, definition: Any) -> int:
         """Store a sandbox's definition; returns its new version (the writer need not reload it)."""
@@ -192,9 +219,8 @@ class RedisStore:
 
     def drop_sandbox(self, sandbox_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(self._key("version"))
-        pipe.hdel(self._key("sandboxes"), sandbox_id)
-        pipe.hdel(self._key("sandbox-versions"), sandbox_id)
+        self._drop(keys=[self._key("version"), self._key("sandboxes"), self._key("sandbox-versions"),
+                         self._key("sandbox-log")], args=[sandbox_id, LOG_KEEP], client=pipe)
         pipe.zrem(self._key("used"), sandbox_id)
         pipe.delete(self._key("rules", sandbox_id), self._key("journal", sandbox_id), self._key("errors", sandbox_id))
         pipe.execute()
@@ -225,6 +251,15 @@ class RedisStore:
 
     def sandbox_versions(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(self._key("sandbox-versions")).items()}
+
+    def sandbox_changes(self, since: int) -> dict[str, int | None] | None:
+        """As ``SharedStore.sandbox_changes``: from a sorted set of the ids changed, scored by version."""
+        reply = self._changes(keys=[self._key("version"), self._key("sandbox-versions"), self._key("sandbox-log")],
+                              args=[since, LOG_KEEP])
+        if not reply:
+            return None
+        pairs = reply[1:]
+        return {pairs[i].decode(): int(pairs[i + 1]) if pairs[i + 1] else None for i in range(0, len(pairs), 2)}
 
     def load_sandbox(self, sandbox_id: str) -> Any | None:
         blob = self.redis.hget(self._key("sandboxes"), sandbox_id)

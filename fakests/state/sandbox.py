@@ -578,11 +578,17 @@ class Sandboxes:
         if version == self._version:
             self._signal = signal
             return
-        versions = store.sandbox_versions()
-        for sandbox_id in [i for i in self._by_id if i not in versions and i != DEFAULT_SANDBOX]:
-            self._forget(sandbox_id)
-            self._versions.pop(sandbox_id, None)
-        for sandbox_id, v in versions.items():
+        changes = store.sandbox_changes(self._version)  # what changed since: O(changes), not O(sandboxes)
+        if changes is None:  # the first sync, or further behind than the store's log: read every version
+            versions = store.sandbox_versions()
+            changes = {i: None for i in self._by_id if i not in versions}
+            changes.update(versions)
+        for sandbox_id, v in changes.items():
+            if v is None:  # dropped
+                if sandbox_id != DEFAULT_SANDBOX:
+                    self._forget(sandbox_id)
+                    self._versions.pop(sandbox_id, None)
+                continue
             if self._versions.get(sandbox_id) == v and sandbox_id in self._by_id:
                 continue
             definition = store.load_sandbox(sandbox_id)

@@ -31,6 +31,10 @@ from typing import Any, Protocol
 
 from .journal import Journal, JournalEntry, entry_from_row, entry_row
 
+# How many versions back the stores remember which sandboxes changed (``sandbox_changes``): a process
+# further behind than this reads every sandbox's version once instead.
+LOG_KEEP = 10_000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, version INTEGER NOT NULL, blob BLOB NOT NULL);
@@ -45,6 +49,9 @@ CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandb
 CREATE INDEX IF NOT EXISTS journal_sandbox ON journal (sandbox, seq);
 CREATE TABLE IF NOT EXISTS errors (seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS used (id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS used_at ON used (at);
+CREATE TABLE IF NOT EXISTS sandbox_log (id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sandbox_log_version ON sandbox_log (version);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
 """
 
@@ -76,6 +83,7 @@ class Store(Protocol):
     def idle_sandboxes(self, before: float) -> list[str]: ...
     def sandboxes(self) -> dict[str, tuple[int, Any]]: ...
     def sandbox_versions(self) -> dict[str, int]: ...
+    def sandbox_changes(self, since: int) -> dict[str, int | None] | None: ...
     def load_sandbox(self, sandbox_id: str) -> Any | None: ...
     def put_grant(self, sandbox: str, kind: str, key: str, value: Any, expires_at: float,
                   lookup: str | None = None) -> None: ...
@@ -187,12 +195,23 @@ class SharedStore:
         db.execute("INSERT INTO sandboxes (id, version, blob) VALUES (?, (SELECT value FROM meta WHERE "
                    "key='version'), ?) ON CONFLICT (id) DO UPDATE SET version=excluded.version, blob=excluded.blob",
                    (sandbox_id, blob))
-        return int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+        return self._log(sandbox_id)
+
+    def _log(self, sandbox_id: str) -> int:
+        """Note that ``sandbox_id`` changed at the current version (inside ``exclusive``); forget what is
+        older than ``LOG_KEEP`` versions. Returns the version."""
+        db = self.db
+        version = int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+        db.execute("INSERT INTO sandbox_log (id, version) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
+                   "version=excluded.version", (sandbox_id, version))
+        db.execute("DELETE FROM sandbox_log WHERE version <= ?", (version - LOG_KEEP,))
+        return version
 
     def drop_sandbox(self, sandbox_id: str) -> None:
         with self.exclusive():
             db = self.db
             db.execute("UPDATE meta SET value = value + 1 WHERE key='version'")
+            self._log(sandbox_id)
             for table in ("sandboxes", "used", "grants", "rules", "journal", "errors"):
                 column = "id" if table in ("sandboxes", "used") else "sandbox"
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (sandbox_id,))
@@ -213,6 +232,22 @@ class SharedStore:
 
     def sandbox_versions(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT id, version FROM sandboxes").fetchall())
+
+    def sandbox_changes(self, since: int) -> dict[str, int | None] | None:
+        """The sandboxes changed after version ``since``: id -> its version now, or None if dropped. None
+        when ``since`` is older than the log remembers (then read ``sandbox_versions``). What a process
+        that keeps up pays per change, whatever the number of sandboxes."""
+        db = self.db
+        db.execute("BEGIN")  # one snapshot (WAL): the log and the versions as of one moment
+        try:
+            version = int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+            if since < 0 or since <= version - LOG_KEEP:
+                return None
+            rows = db.execute("SELECT l.id, s.version FROM sandbox_log l LEFT JOIN sandboxes s ON s.id = l.id "
+                              "WHERE l.version > ?", (since,)).fetchall()
+        finally:
+            db.execute("COMMIT")
+        return {sandbox_id: v for sandbox_id, v in rows}
 
     def load_sandbox(self, sandbox_id: str) -> Any | None:
         row = self.db.execute("SELECT blob FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()

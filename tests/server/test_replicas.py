@@ -424,7 +424,8 @@ def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_pa
 
     def exercise(s: Any) -> list[Any]:
         out: list[Any] = [s.version(), s.save_sandbox("sb", {"v": 1}), s.seed_sandbox("sb", {"v": 2}),
-                          s.seed_sandbox("other", {"v": 3}), s.load_sandbox("sb"), s.sandbox_versions()]
+                          s.seed_sandbox("other", {"v": 3}), s.load_sandbox("sb"), s.sandbox_versions(),
+                          s.sandbox_changes(-1), s.sandbox_changes(0), s.sandbox_changes(1), s.sandbox_changes(2)]
         s.put_grant("sb", "code", "c1", {"g": 1}, now + 600)
         out += [s.claim_grant("sb", "code", "c1"), s.claim_grant("sb", "code", "c1"), s.claim_grant("sb", "code", "x")]
         s.update_grant("sb", "code", "c1", {"g": 2})
@@ -448,13 +449,18 @@ def test_the_redis_store_answers_as_the_sqlite_store_does(redis_url: str, tmp_pa
         s.touch_sandboxes({"sb": now - 200, "other": now - 5})  # an older use reported late changes nothing
         out += [sorted(s.idle_sandboxes(now - 60)), sorted(s.idle_sandboxes(now - 1))]
         s.drop_sandbox("sb")
+        out += [s.sandbox_changes(2), s.sandbox_changes(0)]
         out += [s.sandbox_versions(), s.get_grant("sb", "code", "c1"), s.journal("sb", 10), s.errors("sb"),
                 s.rule_state("sb", "r2"), s.idle_sandboxes(now)]
         return out
 
     answers = exercise(store)
     assert answers == exercise(SharedStore(tmp_path / "shared.sqlite"))
-    assert answers[-8:-6] == [["sb"], ["other", "sb"]] and answers[-1] == ["other"]
+    # The change log: nothing known before the first version, then what changed after each version; a
+    # dropped sandbox is None (index 6 on: changes since -1, 0, 1, 2; after the drop, since 2 and 0).
+    assert answers[6:10] == [None, {"sb": 1, "other": 2}, {"other": 2}, {}]
+    assert answers[-8:-6] == [{"sb": None}, {"sb": None, "other": 2}]
+    assert answers[-10:-8] == [["sb"], ["other", "sb"]] and answers[-1] == ["other"]
 
     store.put_grant("other", "refresh", "rt", {"r": 1}, now + 3600)
     ttl = store.redis.pttl(f"{prefix}grant:other:refresh:rt") / 1000

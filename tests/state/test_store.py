@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fakests.state import store as store_module
 from fakests.state.defaults import default_directory
 from fakests.state.keys import KeySet
 from fakests.state.sandbox import Sandboxes
@@ -61,6 +64,33 @@ def test_a_worker_that_sees_the_same_signal_asks_the_store_nothing(tmp_path: Pat
     assert b.resolve(made.home_tenant.tenant_id, None)[0].sandbox_id == made.sandbox_id
     a.drop(made.sandbox_id)
     assert b.get(made.sandbox_id) is None
+
+
+def test_a_worker_that_keeps_up_reads_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync costs what changed, not what exists; a worker further behind than the log reads everything."""
+    settings = Settings(state_dir=tmp_path, max_sandboxes=1000)
+    keys = KeySet.load_or_create(tmp_path)
+    a_store, b_store = SharedStore(tmp_path / "shared.sqlite"), SharedStore(tmp_path / "shared.sqlite")
+    a = Sandboxes(settings, keys, default_directory(), a_store)
+    made = [a.create() for _ in range(200)]
+    b = Sandboxes(settings, keys, default_directory(), b_store)  # its first sync reads every version
+    assert {sb.sandbox_id for sb in b.all()} == {sb.sandbox_id for sb in a.all()}
+    queries = _statements(b_store)
+    a.drop(made[0].sandbox_id)
+    fresh = a.create()
+    b.sync()
+    assert not any(q.startswith("SELECT id, version FROM sandboxes") for q in queries)  # no full read
+    assert [q for q in queries if q.startswith("SELECT blob FROM sandboxes")] != []  # the new one, loaded
+    assert len([q for q in queries if "FROM sandboxes WHERE id" in q]) == 1
+    assert b.get(made[0].sandbox_id) is None and b.get(fresh.sandbox_id) is not None
+    # Further behind than the log remembers: one full read, and the same sandboxes as the writer.
+    monkeypatch.setattr(store_module, "LOG_KEEP", 5)
+    for sb in made[1:20]:
+        a.drop(sb.sandbox_id)
+    queries.clear()
+    b.sync()
+    assert any(q.startswith("SELECT id, version FROM sandboxes") for q in queries)
+    assert {sb.sandbox_id for sb in b.all()} == {sb.sandbox_id for sb in a.all()}
 
 
 def test_rows_recorded_in_one_turn_of_the_loop_share_one_commit(tmp_path: Path) -> None:
