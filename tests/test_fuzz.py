@@ -50,6 +50,7 @@ from schemathesis.specs.openapi.checks import (
 from starlette.applications import Starlette
 
 from fakests.admin import openapi
+from fakests.failures.faults import INPROCESS_KEY
 from fakests.server.app import create_app
 from fakests.server.runtime import Runtime
 from fakests.state import defaults as d
@@ -108,11 +109,20 @@ class AdminTarget:
         return self.live.sandbox_id
 
 
+def _in_process(app: Any) -> Any:
+    async def marked(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, INPROCESS_KEY: True} if scope["type"] == "http" else scope, receive, send)
+
+    return marked
+
+
 @pytest.fixture(scope="module")
 def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminTarget]:
     runtime = _runtime(tmp_path_factory.mktemp("admin-fuzz"), tls=True, max_body=64 * 1024)
     app = create_app(runtime=runtime)
-    schema = schemathesis.openapi.from_asgi("/_fakests/openapi.json", app)
+    # Schemathesis calls the app as Starlette's test client, Host 'testserver': mark its calls in-process (as
+    # fakests' own transport does), or the admin API's DNS-rebinding guard refuses that unknown host.
+    schema = schemathesis.openapi.from_asgi("/_fakests/openapi.json", _in_process(app))
     target = AdminTarget(runtime, app, schema, runtime.sandboxes.create())
     yield target
     print(f"\nadmin API fuzz: {sum(target.counts.values())} requests")

@@ -1,22 +1,38 @@
-"""What every admin endpoint shares: the bearer-token check, JSON bodies checked field by field, the
-sandbox named in the path, and errors as ``{"error", "error_description"}`` (never a 500)."""
+"""What every admin endpoint shares: the browser guard, the bearer-token check, JSON bodies checked field by
+field, the sandbox named in the path, and errors as ``{"error", "error_description"}`` (never a 500).
+
+The browser guard exists because fakests runs beside a developer's browser, and on loopback its admin API
+is open by default. A web page from another origin must not change or read its state, so, as Vite,
+webpack-dev-server and Jupyter do for the same class of attack:
+- a request whose ``Origin`` is not fakests' own (or whose ``Sec-Fetch-Site`` says cross-site) is refused:
+  a page's cross-origin ``fetch`` and form posts always carry one;
+- a body must be sent with a type a browser cannot send cross-origin without a preflight (JSON, YAML),
+  and fakests answers no preflight: so even a browser that sent no ``Origin`` cannot write;
+- while no admin token is set, the ``Host`` must be one fakests is known by (loopback names and
+  addresses, the public URL, the TLS names): DNS rebinding gives the attacker's page the same origin
+  as fakests, but not its host name.
+"""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..failures.faults import INPROCESS_KEY
 from ..state.errors import ConfigError
 from ..state.sandbox import Sandbox, Sandboxes
 from ..state.settings import Settings
 from ..state.tls import TlsFiles
+from ..sts.context import origin_of
 
 
 class Host(Protocol):
@@ -47,7 +63,11 @@ def admin_endpoint(handler: Endpoint, *, public: bool = False) -> Endpoint:
     """Wrap a handler: the bearer-token check, then ``AdminError``/``ConfigError`` as JSON errors."""
 
     async def endpoint(request: Request) -> Response:
-        token = host_of(request).settings.admin_token
+        settings = host_of(request).settings
+        token = settings.admin_token
+        refused = browser_guard(request, settings)
+        if refused is not None:
+            return refused
         if token and not public:
             given = request.headers.get("authorization", "")
             scheme, _, value = given.partition(" ")
@@ -68,6 +88,65 @@ def admin_endpoint(handler: Endpoint, *, public: bool = False) -> Endpoint:
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
+
+
+# Content types a page may send cross-origin without a preflight (the Fetch standard's CORS-safelisted
+# request-header values of Content-Type), and none at all: a body sent so is refused.
+SIMPLE_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+
+def browser_guard(request: Request, settings: Settings) -> Response | None:
+    """A 403 or 415 for what a web page from another origin may have sent; None for everything else."""
+    headers = request.headers
+    origin = headers.get("origin")
+    own = {origin_of(request, None, {"host": headers.get("host", "")})}
+    if settings.public_url:
+        own.add(settings.public_url.rstrip("/"))
+    if (origin is not None and origin not in own) or headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return error_response(403, "forbidden", f"Cross-origin requests to the admin API are refused (Origin: "
+                                                f"{origin or 'none'}); call it from a test, a script or the dashboard.")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and _has_body(request):
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type in SIMPLE_TYPES:
+            return error_response(415, "invalid_request", f"A body sent as {media_type or 'no Content-Type'!r} is "
+                                  "refused (a web page could send it cross-origin): send JSON (Content-Type: "
+                                  "application/json), or a scenario as YAML (Content-Type: application/yaml).")
+    trusted = request.scope.get(INPROCESS_KEY)  # the in-process transport: a test, never a browser
+    if not settings.admin_token and not trusted and not _known_host(headers.get("host"), settings):
+        return error_response(403, "forbidden", f"Host {headers.get('host', '')!r} is not a name this fakests is known "
+                              "by, and its admin API has no token: use localhost or 127.0.0.1, add the name to "
+                              "tls_names or public_url, or set an admin token.")
+    return None
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in request.headers
+
+
+def _known_host(host: str | None, settings: Settings) -> bool:
+    """Whether ``host`` (a Host header) names fakests: loopback, the public URL's host or a TLS name."""
+    if not host:
+        return False
+    name = host.lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return True
+    except ValueError:
+        pass
+    names = {n.lower() for n in settings.tls_names}
+    if settings.public_url:
+        names.add((urlsplit(settings.public_url).hostname or "").lower())
+    if settings.host not in ("0.0.0.0", "::", ""):
+        names.add(settings.host.lower())
+    return name in names
 
 
 def host_of(request: Request) -> Host:

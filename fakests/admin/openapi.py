@@ -178,12 +178,19 @@ def _body(name: str, *, required: bool = True) -> dict[str, Any]:
 _ERROR = _ref("Error")
 _NO_SANDBOX = _json(_ERROR, "No such sandbox (it may have expired or been deleted).")
 _BAD = _json(_ERROR, "A bad request: invalid JSON, an unknown field, a wrong type or value.")
+_FORBIDDEN = _json(_ERROR, "Refused: a cross-origin request (Origin, Sec-Fetch-Site), or, with no admin token set, "
+                           "a Host that is not a name of this fakests (DNS rebinding).")
 _SANDBOX_PARAM = {"name": "sandbox_id", "in": "path", "required": True, "schema": _STR,
                   "description": "A sandbox id; 'default' is the built-in one."}
 
 
 def _op(op_id: str, summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
         params: list[dict[str, Any]] | None = None, public: bool = False, tag: str = "sandboxes") -> dict[str, Any]:
+    # Every operation refuses what a web page from another origin may have sent (``_http.browser_guard``).
+    responses = {**responses, "403": _FORBIDDEN}
+    if body is not None:
+        responses.setdefault("415", _json(_ERROR, "A body of a type a page can send cross-origin (none, text/plain, "
+                                                  "a form)."))
     op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
     if params:
         op["parameters"] = params

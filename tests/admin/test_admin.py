@@ -439,7 +439,9 @@ def test_bad_input(s: requests.Session, sandbox: dict[str, Any], method: str, pa
                    status: int, description: str) -> None:
     sid = sandbox["sandbox_id"]
     before = s.get(f"{ADMIN}/sandboxes/{sid}").json()
-    kw: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {} if body is None else {"json": body}
+    # Raw bytes go as JSON (the type a tool sends), so the JSON reader's own checks answer.
+    kw: dict[str, Any] = ({"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes)
+                          else {} if body is None else {"json": body})
     r = s.request(method, ADMIN + path.format(sid=sid), **kw)
     assert_error(r, status, "not_found" if status == 404 else "invalid_request", description)
     after = s.get(f"{ADMIN}/sandboxes/{sid}").json()

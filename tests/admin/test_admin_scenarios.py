@@ -344,7 +344,9 @@ BAD_TOKEN_REQUESTS: list[tuple[Any, str]] = [
 @pytest.mark.parametrize(("body", "description"), BAD_TOKEN_REQUESTS,
                          ids=[str(i) for i in range(len(BAD_TOKEN_REQUESTS))])
 def test_bad_token_requests(s: requests.Session, sandbox: dict[str, Any], body: Any, description: str) -> None:
-    kw: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
+    # Raw bytes go as JSON (the type a tool sends), so the JSON reader's own checks answer.
+    kw: dict[str, Any] = ({"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes)
+                          else {"json": body})
     r = s.post(url(sandbox, "/tokens"), **kw)
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_request"
