@@ -101,7 +101,7 @@ def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None
     """Settings from flag > environment > config file > default, and the config's directory if read."""
     first = replace(Settings.from_env(environ), **flags)
     if first.config is None:
-        return first, None
+        return first.with_admin_token_file(), None
     path = first.config
     from .state.config import load_config
 
@@ -111,7 +111,7 @@ def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None
     settings = replace(Settings.from_env(environ, base=from_file), **{**flags, "config": path})
     # The directory holds the client certificate of the state dir it was read with: when the file
     # moves the state dir, let Runtime.start read it again with the right one.
-    return settings, loaded.directory if settings.state_dir == first.state_dir else None
+    return settings.with_admin_token_file(), loaded.directory if settings.state_dir == first.state_dir else None
 
 
 def is_loopback(host: str) -> bool:

@@ -58,7 +58,10 @@ class Settings:
     scenarios: tuple[str, ...] = field(
         default=(), metadata={"help": "Scenarios (names or paths, comma-separated) armed in the default sandbox."})
     admin_token: str | None = field(
-        default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback)."})
+        default=None, metadata={"help": "Bearer token for /_fakests/ (required off loopback; generated if unset). "
+                                        "Visible in the process list: prefer --admin-token-file."})
+    admin_token_file: Path | None = field(
+        default=None, metadata={"help": "File holding the admin token (read at start; not in the process list)."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
     workers: int = field(default=1, metadata={
         "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite (or --store)."})
@@ -66,6 +69,29 @@ class Settings:
         "help": "Shared state for several replicas: redis://host:port/db (or rediss://, unix:///path.sock; "
                 "?prefix=NAME namespaces the keys, default fakests:). Empty: in memory, or "
                 "{state_dir}/shared.sqlite with --workers >1."})
+
+    def __post_init__(self) -> None:
+        # An unset compose or CI variable gives '': taken as "no token", it would open the admin API (secrets,
+        # the private key, minting) to the network with no warning. Say so at start-up instead.
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise ConfigError("admin_token", "", "is empty (an unset variable?): give a token, point "
+                              "admin_token_file at one, or leave it out (an open admin API on loopback only)")
+
+    def with_admin_token_file(self) -> Settings:
+        """These settings with ``admin_token`` read from ``admin_token_file`` (if one is named)."""
+        path = self.admin_token_file
+        if path is None:
+            return self
+        if self.admin_token is not None:
+            raise ConfigError("admin_token_file", "", "admin_token is set too: give one of them")
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(str(path), "", f"cannot read the admin token file: {reason}") from None
+        if not token:
+            raise ConfigError(str(path), "", "the admin token file is empty")
+        return replace(self, admin_token=token)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str) -> Settings:
