@@ -18,7 +18,7 @@ from ..state.sandbox import DeviceGrant
 from . import pages
 from .clientauth import find_app
 from .context import StsRequest
-from .errors import NO_STORE, EntraJSON, StsError
+from .errors import NO_FRAMING, NO_STORE, EntraJSON, StsError
 from .grants import GRANTS
 from .tokens import parse_scopes
 
@@ -214,5 +214,6 @@ async def error_lookup(ctx: StsRequest) -> Response:
     raw = ctx.get("code") or ""
     entry = CATALOG.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
     if entry is None:
-        return HTMLResponse(pages.message("Error code lookup", f"No information for code '{raw}'."), status_code=404)
-    return HTMLResponse(pages.message(f"AADSTS{entry.code}: {entry.name}", entry.message))
+        return HTMLResponse(pages.message("Error code lookup", f"No information for code '{raw}'."), status_code=404,
+                            headers=NO_FRAMING)
+    return HTMLResponse(pages.message(f"AADSTS{entry.code}: {entry.name}", entry.message), headers=NO_FRAMING)

@@ -24,6 +24,9 @@ from .ids import RequestIds, entra_timestamp, page_timestamp
 
 # Token-endpoint responses never cache (entra-wire.md §5.3).
 NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "Expires": "-1"}
+# Entra's sign-in, consent, device-code, logout and error pages refuse to be framed, so a page from
+# another origin cannot overlay them (clickjacking). Redirects back to the app carry no page to frame.
+NO_FRAMING = {"X-Frame-Options": "DENY"}
 
 
 class EntraJSON(JSONResponse):
@@ -168,7 +171,7 @@ def render_page(exc: StsError, ids: RequestIds, now: float, *, status: int | Non
         correlation_id=ids.correlation_id,
         timestamp=page_timestamp(now),
     )
-    return HTMLResponse(html, status_code=status or exc.status, headers={**NO_STORE, **ids.headers()})
+    return HTMLResponse(html, status_code=status or exc.status, headers={**NO_STORE, **NO_FRAMING, **ids.headers()})
 
 
 def internal_error(ids: RequestIds, now: float, origin: str) -> Response:

@@ -26,7 +26,7 @@ from ..state.sandbox import IssuedCode, Sandbox, Sandboxes
 from . import pages
 from .clientauth import find_app
 from .context import StsRequest
-from .errors import NO_STORE, StsError, deliver, render_redirect
+from .errors import NO_FRAMING, NO_STORE, StsError, deliver, render_redirect
 from .grants import check_user
 from .tokens import OIDC_SCOPES, Scopes, client_info, parse_scopes
 
@@ -40,7 +40,7 @@ def _cookie(sb: Sandbox) -> str:
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+    return HTMLResponse(body, status_code=status, headers={**NO_STORE, **NO_FRAMING})
 
 
 def redirect_allowed(app: App, redirect_uri: str) -> bool:
