@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
-import jwt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..state.directory import App, User
@@ -28,7 +27,7 @@ from .clientauth import find_app
 from .context import StsRequest
 from .errors import NO_FRAMING, NO_STORE, StsError, deliver, render_redirect
 from .grants import check_user
-from .tokens import OIDC_SCOPES, Scopes, client_info, parse_scopes
+from .tokens import OIDC_SCOPES, Scopes, client_info, own_claims, parse_scopes
 
 _SESSION_COOKIE = re.compile(r"fakests-session-[A-Za-z0-9_-]+")
 STEP_FIELDS = frozenset({"login", "passwd", "pick", "consent", "decision", "fakests_sid", "otc"})
@@ -251,10 +250,10 @@ def _logout_target(ctx: StsRequest) -> str | None:
     client_id = ctx.get("client_id")
     hint = ctx.get("id_token_hint")
     if client_id is None and hint:
-        try:
-            client_id = str(jwt.decode(hint, options={"verify_signature": False}).get("aud") or "")
-        except jwt.PyJWTError:
-            client_id = None
+        # Only a hint fakests signed may name the app: an unsigned one would let any page pick the app
+        # whose registered URI the browser is sent to.
+        claims = own_claims(ctx.sandbox, hint)
+        client_id = str(claims.get("aud") or "") if claims is not None else None
     app = ctx.sandbox.directory.apps.get(client_id or "")
     return target if app is not None and redirect_allowed(app, target) else None
 
@@ -266,7 +265,9 @@ async def logout(ctx: StsRequest) -> Response:
     if target:
         state = ctx.get("state")
         sep = "&" if "?" in target else "?"
-        response: Response = RedirectResponse(target + (f"{sep}state={state}" if state else ""), status_code=302)
+        # Encoded: a raw state could add parameters or a fragment to the app's URI.
+        response: Response = RedirectResponse(target + (f"{sep}{urlencode({'state': state})}" if state else ""),
+                                              status_code=302)
     else:
         response = _html(pages.message("You signed out of your account",
                                        "It's a good idea to close all browser windows."))

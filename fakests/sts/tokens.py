@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+
 from ..state.directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Directory, User, b64url
 from ..state.sandbox import RefreshGrant, Sandbox
 from .errors import StsError
@@ -35,6 +37,21 @@ class Scopes:
     @property
     def is_default(self) -> bool:
         return self.permissions == (".default",)
+
+
+def own_claims(sandbox: Sandbox, token: str) -> dict[str, Any] | None:
+    """The claims of a token this sandbox signed (signature checked against its keys; expiry and audience
+    not: a logout hint may be an old id_token), or None for anything else."""
+    try:
+        key = sandbox.keys.find(str(jwt.get_unverified_header(token).get("kid") or ""))
+        if key is None:
+            return None
+        claims: dict[str, Any] = jwt.decode(token, key.private_key.public_key(), algorithms=["RS256"],
+                                            options={"verify_exp": False, "verify_aud": False, "verify_iat": False,
+                                                     "verify_nbf": False})
+    except jwt.PyJWTError:
+        return None
+    return claims
 
 
 def parse_scopes(directory: Directory, scope: str | None, *, default_graph: bool = True) -> Scopes:

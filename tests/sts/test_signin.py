@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fakests.testing.driver import forms_of
 from fakests.testing.sandbox import StsSandbox
@@ -79,6 +81,33 @@ def test_logout_ends_the_session(fake_sts: StsSandbox) -> None:
     assert out.status_code == 302 and out.headers["location"] == f"{target}?state=bye"
     silent = session.get(_authorize_url(fake_sts, prompt="none"), allow_redirects=False)
     assert _redirect_params(silent.headers["location"])["error"] == "login_required"
+
+
+def test_logout_encodes_state_and_trusts_only_an_id_token_hint_it_signed(fake_sts: StsSandbox) -> None:
+    session = fake_sts.http_client()
+    logout = f"{fake_sts.authority()}/oauth2/v2.0/logout"
+    target = "https://app.example.test/callback"  # registered on the web app
+    state = "a&admin=1#frag ment"
+    out = session.get(logout, params={"post_logout_redirect_uri": target, "client_id": fake_sts.web.client_id,
+                                      "state": state}, allow_redirects=False)
+    location = urlsplit(out.headers["location"])
+    assert out.status_code == 302 and location.fragment == ""
+    assert parse_qsl(location.query) == [("state", state)]  # one parameter, exactly as sent
+    # An id_token_hint names the app only when fakests signed it: a forged one (any key) redirects nowhere.
+    code = fake_sts.sign_in(_authorize_url(fake_sts), REDIRECT, session=session)["code"]
+    tokens = session.post(f"{fake_sts.authority()}/oauth2/v2.0/token", data={
+        "grant_type": "authorization_code", "client_id": fake_sts.web.client_id,
+        "client_secret": str(fake_sts.web.secret), "code": code, "redirect_uri": REDIRECT,
+        "scope": "openid profile offline_access User.Read"}).json()
+    genuine = tokens["id_token"]
+    assert jwt.decode(genuine, options={"verify_signature": False})["aud"] == fake_sts.web.client_id
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode({"aud": fake_sts.web.client_id, "iss": "https://evil.example/"}, key, algorithm="RS256",
+                        headers={"kid": jwt.get_unverified_header(genuine)["kid"]})
+    hinted = {"post_logout_redirect_uri": target}
+    assert session.get(logout, params={**hinted, "id_token_hint": genuine}, allow_redirects=False).status_code == 302
+    refused = session.get(logout, params={**hinted, "id_token_hint": forged}, allow_redirects=False)
+    assert refused.status_code == 200 and "You signed out" in refused.text
 
 
 def test_consent_page_then_consent_is_remembered(fake_sts: StsSandbox) -> None:
