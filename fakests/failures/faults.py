@@ -116,6 +116,10 @@ if HttpToolsProtocol is not None:
 
         head_bytes = 0
         head_too_large = False
+        # Bytes received since the last request's head ended: httptools reports a header only once it
+        # is complete, so a value that never ends would grow without bound before ``_count`` saw it.
+        reading_head = True
+        unparsed = 0
 
         # httptools calls these per request and per header: the parent's methods are called directly,
         # without super()'s lookup.
@@ -123,6 +127,18 @@ if HttpToolsProtocol is not None:
         _parent_url = HttpToolsProtocol.on_url
         _parent_header = HttpToolsProtocol.on_header
         _parent_headers_complete = HttpToolsProtocol.on_headers_complete
+        _parent_message_complete = HttpToolsProtocol.on_message_complete
+        _parent_data_received = HttpToolsProtocol.data_received
+
+        def data_received(self, data: bytes) -> None:
+            self._parent_data_received(data)
+            # Counted after parsing: a chunk that completes the head (whose complete headers ``_count``
+            # bounds) is not counted, whatever body follows it in the same read.
+            if self.reading_head and not self.head_too_large:
+                self.unparsed += len(data)
+                if self.unparsed > 2 * MAX_HEAD_BYTES:  # twice: the chunk may end a previous body
+                    self.head_too_large = True
+                    self.send_400_response("Request header fields too large.")
 
         def on_message_begin(self) -> None:
             self.head_bytes = 0
@@ -153,8 +169,13 @@ if HttpToolsProtocol is not None:
             return None
 
         def on_headers_complete(self) -> None:
+            self.reading_head, self.unparsed = False, 0
             self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
             self._parent_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.reading_head, self.unparsed = True, 0
+            self._parent_message_complete()
 
 
 def protocol_class() -> type | str:

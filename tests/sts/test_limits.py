@@ -179,6 +179,37 @@ def test_huge_request_head_is_a_clean_431_and_close(small_server: FakeSTS, name:
     assert small_server.session().get(f"{small_server.url}/_fakests/health", timeout=10).json() == {"status": "ok"}
 
 
+def test_a_header_that_never_ends_is_cut_off_at_the_cap(small_server: FakeSTS) -> None:
+    """httptools reports a header only once it ends: a value that never ends was buffered without bound
+    (232 MiB on one connection), and no answer came. fakests answers 431 once the head passes the cap."""
+    context = ssl.create_default_context(cafile=small_server.ca_path)
+    with socket.create_connection(("127.0.0.1", small_server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as conn:
+        conn.sendall(b"GET /common/v2.0/.well-known/openid-configuration HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            for _ in range(16):  # 1 MiB, never a line end
+                conn.sendall(b"a" * 65536)
+        answer = conn.recv(65536)  # a TimeoutError here: the server is still reading the header
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert small_server.session().get(f"{small_server.url}/_fakests/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_the_admin_api_refuses_a_declared_oversized_body_without_reading_it(small_server: FakeSTS) -> None:
+    """A Content-Length over max_body is refused at once: the 100 MB never has to arrive (nor be held)."""
+    context = ssl.create_default_context(cafile=small_server.ca_path)
+    answer = b""
+    with socket.create_connection(("127.0.0.1", small_server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as conn:
+        conn.sendall(b"POST /_fakests/sandboxes HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000000\r\n\r\n{\"auto_sign_in\": false, ")
+        while b"too large" not in answer:  # before the rest is sent: a TimeoutError means it waited for 100 MB
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"too large" in answer, answer[:300]
+
+
 # --- journal, sandboxes -------------------------------------------------------------------------------------
 
 def test_journal_keeps_the_newest_journal_size_entries(state_dir: Path) -> None:
