@@ -27,6 +27,21 @@ from ..sts.catalog import CATALOG
 
 ENDPOINTS = ["any", "discovery", "instance_discovery", "userrealm", "jwks", "authorize", "token", "devicecode",
              "device_login", "logout"]
+MAX_BODY_DEPTH = 64  # levels of arrays and objects in a raw body; Entra's own bodies have three
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 FAULTS = ["reset", "hang", "close_mid_body", "truncated_json"]
 
 _STR_OR_LIST = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
@@ -283,6 +298,11 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
             json.dumps(r["body"])
         except (TypeError, ValueError):
             raise ConfigError(source, f"{key}.body", "must be a string or plain JSON data (quote dates)") from None
+        except RecursionError:
+            raise ConfigError(source, f"{key}.body", f"nested deeper than {MAX_BODY_DEPTH} levels") from None
+        if _depth(r["body"]) > MAX_BODY_DEPTH:
+            # Deeper bodies fail to reach other workers (pickle recurses): every process must agree.
+            raise ConfigError(source, f"{key}.body", f"nested deeper than {MAX_BODY_DEPTH} levels")
     delay = r.get("delay")
     if isinstance(delay, dict):
         if delay["min"] > delay["max"]:

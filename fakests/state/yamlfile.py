@@ -24,16 +24,54 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# How many values a document may hold once every alias is expanded. Aliases let 663 bytes stand for
+# hundreds of millions of values (a "billion laughs"), which a rule body then sends in every response.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int], visiting: set[int]) -> int:
+    """The number of values ``node`` stands for with its aliases expanded (each node counted once)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in visiting:
+        raise ConfigError("", "", "an alias refers to a value that contains it")
+    visiting.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded(child, sizes, visiting) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded(k, sizes, visiting) + _expanded(v, sizes, visiting) for k, v in node.value)
+    else:
+        size = 1
+    visiting.discard(key)
+    sizes[key] = size
+    return size
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """The document in ``text``; bad YAML is ``ConfigError(source, "line L, column C", reason)``."""
+    """The document in ``text``; bad YAML is ``ConfigError(source, "line L, column C", reason)``, and so
+    is one that expands past ``MAX_EXPANDED_VALUES`` values (aliases counted)."""
+    loader = StrictLoader(text)
     try:
-        return yaml.load(text, Loader=StrictLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded(node, {}, set())
+        except ConfigError as exc:
+            raise ConfigError(source, "", f"not valid here: {exc.reason}") from None
+        if size > MAX_EXPANDED_VALUES:
+            raise ConfigError(source, "", f"expands to {size:,} values with its aliases, more than the "
+                                          f"{MAX_EXPANDED_VALUES:,} a document may hold")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     except RecursionError:
         raise ConfigError(source, "", "not valid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path, source: str | None = None) -> Any:
