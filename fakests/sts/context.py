@@ -32,6 +32,7 @@ from .errors import StsError, internal_error, render_json, render_page
 from .ids import RequestIds
 
 log = logging.getLogger("fakests.requests")
+MAX_INTERNAL_ERRORS = 100  # per sandbox
 
 Handler = Callable[["StsRequest"], Awaitable[Response]]
 ErrorRenderer = Callable[["StsRequest", StsError], Response]
@@ -232,8 +233,11 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
         except Exception:
             text = traceback.format_exc()
-            log.error("internal error in %s: %s", name, text)
-            sandbox.internal_errors.append(text)
+            # Kept for the fixture to fail the test with; the first ones say what broke, so a flood of
+            # the same crash is bounded (memory, the store, the log).
+            if len(sandbox.internal_errors) < MAX_INTERNAL_ERRORS:
+                log.error("internal error in %s: %s", name, text)
+                sandbox.internal_errors.append(text)
             response = internal_error(ids, time.time(), origin)
             if ctx is not None:
                 ctx.notes.update(aadsts=50000, error="server_error")

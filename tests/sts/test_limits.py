@@ -210,6 +210,23 @@ def test_the_admin_api_refuses_a_declared_oversized_body_without_reading_it(smal
     assert answer.startswith(b"HTTP/1.1 413 ") and b"too large" in answer, answer[:300]
 
 
+def test_internal_error_records_are_bounded(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash repeated by every request keeps the first MAX_INTERNAL_ERRORS tracebacks (about 3 KB each),
+    not one per request; every request still gets Entra's 500."""
+    from fakests.sts import endpoints
+    from fakests.sts.context import MAX_INTERNAL_ERRORS
+
+    async def broken(ctx: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(endpoints, "user_realm", broken)  # before the app is made: routes() takes it then
+    runtime, http = _in_process(state_dir)
+    for _ in range(MAX_INTERNAL_ERRORS + 50):
+        _assert_entra_error(http.get(f"{ORIGIN}/common/userrealm/alice@contoso.com"), 500, 50000)
+    errors = runtime.sandboxes.default.internal_errors
+    assert len(errors) == MAX_INTERNAL_ERRORS and "RuntimeError: boom" in errors[0]
+
+
 # --- journal, sandboxes -------------------------------------------------------------------------------------
 
 def test_journal_keeps_the_newest_journal_size_entries(state_dir: Path) -> None:
