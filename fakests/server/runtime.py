@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from ..failures.engine import Engine
 from ..state.directory import Certificate, Directory
-from ..state.files import write_atomic
-from ..state.keys import KeySet, new_key_and_cert, pem_of
+from ..state.errors import ConfigError
+from ..state.files import state_directory, state_file, write_atomic
+from ..state.keys import KeySet, load_pem, new_key_and_cert, pem_of
 from ..state.sandbox import DEFAULT_SANDBOX, Sandboxes
 from ..state.settings import Settings
 from ..state.tls import TlsFiles, ensure_tls
@@ -54,15 +55,20 @@ class Runtime:
         takes the winner's, scenarios included); otherwise it takes the store's, as a worker does."""
         settings = settings or Settings()
         state = settings.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        pem = settings.signing_key.read_bytes() if settings.signing_key else None
-        with _locked(state):  # pytest-xdist workers may share one state directory
-            if store is not None and store.remote and _CLIENT in share_state(store, settings):
-                directory = None  # it holds this replica's former client certificate: read the config again
-            keys = KeySet.load_or_create(state / "signing", pem)
-            client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
-            tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
-        cert = Certificate(client_pem.read_text())
+        with state_directory(state):
+            state.mkdir(parents=True, exist_ok=True)
+            pem = settings.signing_key.read_bytes() if settings.signing_key else None
+            with _locked(state):  # pytest-xdist workers may share one state directory
+                if store is not None and store.remote and _CLIENT in share_state(store, settings):
+                    directory = None  # it holds this replica's former client certificate: read the config again
+                try:
+                    keys = KeySet.load_or_create(state / "signing", pem)
+                except ValueError as exc:  # only ``signing_key``'s PEM reaches here: state files say their own
+                    raise ConfigError(str(settings.signing_key), "", f"signing_key: not an RSA key and its "
+                                                                     f"certificate in one PEM ({exc})") from None
+                client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
+                tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
+            cert = Certificate(client_pem.read_text())
         if tls is not None and settings.export_ca is not None:
             _export(tls.ca, settings.export_ca)
         seeded = store.load_sandbox(DEFAULT_SANDBOX) if store is not None else None
@@ -188,9 +194,13 @@ def _locked(state: Path) -> Iterator[None]:
 
 def ensure_client_certificate(path: Path) -> Path:
     """The default client certificate (key + cert PEM), registered on the default confidential
-    apps so ``ConfidentialClientApplication`` with a certificate works out of the box."""
+    apps so ``ConfidentialClientApplication`` with a certificate works out of the box. One that is
+    there is checked now, not at the first certificate login (which would answer 500)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         key, cert = new_key_and_cert("fakests client certificate")
         write_atomic(path, pem_of(key, cert), private=True)
+    else:
+        with state_file(path, "client certificate (an RSA key and its certificate, PEM)"):
+            load_pem(path.read_bytes(), ours=True)
     return path

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from .directory import b64url
-from .files import write_atomic
+from .files import state_file, write_atomic
 
 _PKCS1V15, _SHA256 = padding.PKCS1v15(), hashes.SHA256()  # RS256: RSASSA-PKCS1-v1_5 with SHA-256
 
@@ -142,7 +142,10 @@ class KeySet:
             key = SigningKey(*new_key_and_cert("fakests signing key"))
             write_atomic(directory / "key-0001.pem", pem_of(key.private_key, key.certificate), private=True)
             files = [directory / "key-0001.pem"]
-        keys = [SigningKey(*load_pem(f.read_bytes(), ours=True)) for f in files]
+        keys = []
+        for f in files:
+            with state_file(f, "signing key (an RSA key and its certificate, PEM)"):
+                keys.append(SigningKey(*load_pem(f.read_bytes(), ours=True)))
         return cls(keys, directory=directory)
 
     def rotate(self, now: float | None = None) -> SigningKey:

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .files import write_atomic
+from .errors import ConfigError
+from .files import REMAKE, state_file, write_atomic
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 # Far, but not too far: some TLS stacks reject dates past 2049 encoded as UTCTime (trustme picks 3000
@@ -66,9 +67,16 @@ def ensure_tls(directory: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
 
     if files.ca.exists() and ca_key_path.exists():
-        ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        with state_file(files.ca, "CA certificate (PEM)"):
+            ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
+        with state_file(ca_key_path, "CA key (an EC P-256 key, PEM)"):
+            loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"a {type(loaded).__name__.removeprefix('_')}, not an EC key")
+            ca_key = loaded
+        if ca_cert.public_key() != ca_key.public_key():  # a server certificate it signed would not chain
+            raise ConfigError(str(files.ca), "", f"does not belong to its key {ca_key_path.name}; {REMAKE} "
+                                                 "with its key")
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = (
@@ -88,7 +96,8 @@ def ensure_tls(directory: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
         files.cert.unlink(missing_ok=True)
 
     names_file = directory / "server-names.json"
-    current = json.loads(names_file.read_text()) if names_file.exists() else None
+    with state_file(names_file, "list of server names (JSON)"):
+        current = json.loads(names_file.read_text()) if names_file.exists() else None
     if not files.cert.exists() or not files.key.exists() or current != list(names):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
