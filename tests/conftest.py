@@ -8,8 +8,9 @@ import pytest
 
 from fakests.state.settings import Settings
 
-# Real Chromium for the browser tests (playwright_driver, browser); an in-process app for the admin tests.
-pytest_plugins = ["tests.chromium", "tests.inprocess"]
+# Real Chromium for the browser tests (playwright_driver, browser); an in-process app for the admin tests;
+# pytester, to run a test session inside a test (what the fixture does at teardown).
+pytest_plugins = ["tests.chromium", "tests.inprocess", "pytester"]
 
 
 @pytest.fixture(scope="session")

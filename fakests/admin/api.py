@@ -89,7 +89,7 @@ def _summary(request: Request, sb: Sandbox) -> dict[str, Any]:
         "sandbox_id": sb.sandbox_id, "tenant_id": sb.home_tenant.tenant_id,
         "authority": f"{origin}/{sb.home_tenant.tenant_id}", "auto_sign_in": sb.auto_sign_in,
         "clock_offset": sb.clock_offset, "now": sb.now(), "journal_entries": len(sb.journal),
-        "internal_errors": len(sb.internal_errors),
+        "internal_errors": len(sb.internal_errors), "journal_lost": sb.journal_lost,
     }
 
 

@@ -213,10 +213,13 @@ _SCRIPT = """
   }
   function renderSandboxes(list) {
     const ids = list.map((s) => s.sandbox_id);
-    if (!changed("sandboxes", ids)) return;
+    const lost = list.reduce((n, s) => n + (s.journal_lost || 0), 0);
+    if (!changed("sandboxes", [ids, lost])) return;
     fillSelect($("sandbox"), ids, null);
     fillSelect($("f-sandbox"), ids, "all");
     $("sandbox-count").textContent = ids.length + (ids.length === 1 ? " sandbox" : " sandboxes");
+    // Requests answered but not journaled (a full disk, an unreachable store): the journal below is incomplete.
+    $("journal-lost").textContent = lost ? lost + " request(s) could not be journaled" : "";
   }
   function renderRules(groups) {
     if (!changed("rules", groups)) return;
@@ -364,6 +367,7 @@ _BODY = f"""
 <header><div class="banner">{escape(BANNER)}</div><div class="bar"><h1>fakests dashboard</h1>
 <label>Sandbox <select id="sandbox" aria-label="Selected sandbox"></select></label>
 <span id="sandbox-count" class="muted"></span>
+<span id="journal-lost" class="error" role="alert"></span>
 <label><input type="checkbox" id="pause"> Pause</label>
 <span id="status" class="status" role="status">connecting&hellip;</span></div></header>
 <main>

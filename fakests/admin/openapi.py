@@ -100,7 +100,8 @@ def _schemas() -> dict[str, Any]:
     journal = _dataclass_schema(JournalEntry, description="One request as the sandbox saw it (secrets redacted).")
     journal["additionalProperties"] = True  # new diagnostic fields may join
     summary = _object({"sandbox_id": _STR, "tenant_id": _STR, "authority": _STR, "auto_sign_in": _BOOL,
-                       "clock_offset": _NUM, "now": _NUM, "journal_entries": _INT, "internal_errors": _INT})
+                       "clock_offset": _NUM, "now": _NUM, "journal_entries": _INT, "internal_errors": _INT,
+                       "journal_lost": _INT})
     grant = _object({"client_id": _STR, "resource": _STR, "scopes": _STRS})
     assignment = _object({"principal": _STR, "resource": _STR, "roles": _STRS})
     rule = _object({"scenario": _STR, "rule": _STR, "matched": _INT, "fired": _INT, "description": _STR},

@@ -117,6 +117,9 @@ class Sandbox:
     device_codes: dict[str, DeviceGrant] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)  # SSO session id -> user oid
     internal_errors: list[str] = field(default_factory=list)
+    # Requests this process served but could not journal (a full disk, an unreachable store): the answer
+    # went out all the same; the fixture fails the test, since its journal is incomplete.
+    journal_lost: int = 0
     id_map: dict[str, str] = field(default_factory=dict)  # template id -> this sandbox's id
     # The scenario engine's hook (scripted failures): a callable that may answer instead of fakests.
     interceptor: Callable[[Any], Any] | None = None

@@ -147,7 +147,8 @@ class SharedStore:
         try:
             yield
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         self._bump()
@@ -358,7 +359,8 @@ class SharedStore:
                     if row[0] % 256 == 0:
                         db.execute(self._TRIM, (row[1], row[1], bound))
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except Exception as exc:  # every request of the batch fails as its own write would have

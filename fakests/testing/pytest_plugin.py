@@ -68,6 +68,10 @@ def fake_sts(fake_sts_server: FakeSTS | None) -> Iterator[StsSandbox]:
         yield sandbox
     finally:
         errors = list(sandbox.internal_errors)
+        lost = sandbox.journal_lost
         sandbox.drop()
     if errors:
         pytest.fail("fakests hit an internal error while serving this test:\n" + "\n".join(errors), pytrace=False)
+    if lost:
+        pytest.fail(f"fakests answered {lost} of this test's requests but could not journal them (a full disk or an "
+                    "unreachable store): the journal this test read is incomplete", pytrace=False)

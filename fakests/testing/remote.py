@@ -182,6 +182,10 @@ class RemoteSandbox(StsSandbox):
         count = int(self._refresh()["internal_errors"])
         return [f"{count} internal error(s): see the fakests server log"] if count else []
 
+    @property
+    def journal_lost(self) -> int:  # type: ignore[override]
+        return int(self._refresh().get("journal_lost", 0))
+
     def drop(self) -> None:
         with contextlib.suppress(requests.RequestException):
             self._admin.delete(f"{self.url}/_fakests/sandboxes/{self.sandbox_id}", timeout=10)

@@ -301,5 +301,11 @@ class StsSandbox:
     def internal_errors(self) -> list[str]:
         return self.sandbox.internal_errors
 
+    @property
+    def journal_lost(self) -> int:
+        """Requests of this sandbox that were answered but could not be journaled (a full disk, an
+        unreachable store): non-zero means the journal this test reads is incomplete."""
+        return self.sandbox.journal_lost
+
     def drop(self) -> None:
         self._sandboxes.drop(self.sandbox.sandbox_id)
