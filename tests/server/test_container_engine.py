@@ -1,0 +1,38 @@
+"""The image and docker-compose.yml in a real container engine (rootful podman), as a user runs them.
+
+``.ci/containers.sh`` builds the unmodified Dockerfile on a local stand-in for ``python:3.11-slim`` (no
+image registry is reachable here), runs the image alone until its healthcheck passes, then runs the
+compose file: ``fakests`` healthy first (the healthcheck gates the client), then the ``app-tests``
+service's own pytest run against ``https://fakests:8443`` by service name. It rewrites the machine's
+``/etc/containers/containers.conf`` and installs Debian packages, so it runs under CI (where a missing
+engine is a failure) or when ``FAKESTS_CONTAINER_TESTS=1`` asks for it; elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "containers.sh"
+
+
+def test_the_image_and_compose_file_pass_in_a_real_container_engine() -> None:
+    asked = os.environ.get("FAKESTS_CONTAINER_TESTS") == "1" or bool(os.environ.get("CI"))
+    if not asked:
+        pytest.skip("set FAKESTS_CONTAINER_TESTS=1 to build and run the image with podman (it configures "
+                    "the machine's container engine); CI always does")
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail("the container test needs root and apt-get (rootful podman, installed by .ci/containers.sh)",
+                    pytrace=False)
+    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=1500)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "image HEALTHCHECK: fakests health" in output
+    assert "discovery through the published port: https://" in output
+    app_tests = [line for line in output.splitlines() if line.startswith("app-tests: ")]
+    assert app_tests and " passed" in app_tests[-1] and "failed" not in app_tests[-1], output[-3000:]
+    assert "=== all checks passed" in output
