@@ -60,7 +60,11 @@ BAD_FILES = [
      "not valid YAML"),
     ("no-rules.yaml", "name: empty\n", "(top level): 'rules' is a required property"),
     ("both.yaml", "rules:\n  - response: {status: 500}\n    throttle: {limit: 1, per: 1}\n",
-     "rules[0]: a rule needs either 'response'"),
+     "rules[0]: a rule has 'response' or 'throttle', not both"),
+    ("neither.yaml", "rules:\n  - match: {endpoint: token}\n",
+     "rules[0]: needs what to answer with: a 'response' (aadsts, status, fault, delay or rotate_keys"),
+    ("shape-not-transient.yaml", "rules:\n  - response: {aadsts: 50126, shape: temporarily_unavailable}\n",
+     "rules[0].response.shape: AADSTS50126 is not transient"),
 ]
 
 

@@ -252,8 +252,11 @@ def parse(data: object, source: str = "<api>", default_name: str = "scenario") -
     if errors:
         err = errors[0]
         if err.validator == "oneOf" and err.schema is RULE:
-            raise ConfigError(source, _key(err.absolute_path), "a rule needs either 'response' (with optional "
-                              "'schedule') or 'throttle', not both")
+            both = isinstance(err.instance, dict) and {"response", "throttle"} <= set(err.instance)
+            raise ConfigError(source, _key(err.absolute_path), (
+                "a rule has 'response' or 'throttle', not both" if both else
+                "needs what to answer with: a 'response' (aadsts, status, fault, delay or rotate_keys; in "
+                "fake_sts.fail(), e.g. aadsts=70012) or a 'throttle'"))
         raise ConfigError(source, _key(err.absolute_path), err.message)
     assert isinstance(data, dict)
     rules = []
@@ -289,6 +292,10 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
                           "(see the README's AADSTS table, or use status/body for a raw response)")
     if "shape" in r and "aadsts" not in r:
         raise ConfigError(source, f"{key}.shape", "shape applies to an aadsts code")
+    if "shape" in r and not CATALOG[r["aadsts"]].transient:
+        transient = ", ".join(str(c) for c, e in sorted(CATALOG.items()) if e.transient)
+        raise ConfigError(source, f"{key}.shape", f"AADSTS{r['aadsts']} is not transient, and only transient codes "
+                          f"come as server_error or temporarily_unavailable ({transient})")
     if not ({"aadsts", "status", "fault", "delay", "rotate_keys"} & set(r)):
         raise ConfigError(source, key, "needs one of aadsts, status, fault, delay or rotate_keys")
     if "fault" in r and ({"aadsts", "status", "body"} & set(r)):

@@ -210,6 +210,10 @@ def test_fail_rejects_unknown_arguments_like_files_do(fake_sts: StsSandbox) -> N
         fake_sts.fail("token", aadsts=70012, tims=2)
     with pytest.raises(ConfigError, match="AADSTS12345 is not in the catalog"):
         fake_sts.fail("token", aadsts=12345)
+    with pytest.raises(ConfigError, match=r"needs what to answer with: .*e\.g\. aadsts=70012"):
+        fake_sts.fail("token")  # what it should answer is missing: say so, not "not both"
+    with pytest.raises(ConfigError, match="AADSTS50126 is not transient"):
+        fake_sts.fail("token", aadsts=50126, shape="temporarily_unavailable")
     assert fake_sts.scenarios == []  # nothing half-loaded
 
 
