@@ -128,7 +128,9 @@ def origin(settings: Settings, port: int) -> str:
         return settings.public_url.rstrip("/")
     host = "localhost" if is_loopback(settings.host) or settings.host in ("0.0.0.0", "::", "") else settings.host
     host = f"[{host}]" if ":" in host else host
-    return f"{'https' if settings.tls else 'http'}://{host}:{port}"
+    scheme = "https" if settings.tls else "http"
+    default = {"https": 443, "http": 80}[scheme]  # an authority names no default port, as Entra's never does
+    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
 
 
 # --- the banner -------------------------------------------------------------------------------------
@@ -183,6 +185,10 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
     out = [f"*** {BANNER} ***", "", f"  Listening  {s.host}:{port}", f"  Authority  {authority}",
            f"             {base}/common  (also organizations, consumers)",
            f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
+    out.append(f"  Dashboard  {base}/_fakests/dashboard")
+    armed = [st.scenario for st in runtime.sandboxes.default.engine.states] if s.scenarios else []
+    if armed:
+        out.append(f"  Armed      {', '.join(dict.fromkeys(armed))} (in the default sandbox)")
     if s.store:
         from .state.redisstore import redact_url
 

@@ -200,6 +200,17 @@ def test_banner_for_the_default_directory(tmp_path: Path, served: list[tuple[Run
     assert "Admin token" not in text
 
 
+def test_banner_names_the_dashboard_the_armed_scenarios_and_no_default_port(
+        tmp_path: Path, served: list[tuple[Runtime, str]]) -> None:
+    assert cli.main(["serve", "--port", "0", "--state-dir", str(tmp_path),
+                     "--scenarios", "msa-transient-70012,slow-sts"]) == 0
+    (runtime, text), = served
+    assert "Dashboard  https://localhost:4321/_fakests/dashboard" in text
+    assert "Armed      msa-transient-70012, slow-sts (in the default sandbox)" in text
+    on_443 = cli.banner(runtime, 443)
+    assert f"Authority  https://localhost/{defaults.TENANT_ID}\n" in on_443 and "localhost:443" not in on_443
+
+
 def test_off_loopback_gets_a_generated_admin_token(tmp_path: Path, served: list[tuple[Runtime, str]]) -> None:
     # The fake runner never binds, so 0.0.0.0 here opens nothing.
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0", "--state-dir", str(tmp_path)]) == 0
