@@ -101,6 +101,14 @@ class Journal:
             self._entries.append(row)
         return None
 
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest entry (0 when empty), at no cost: whether anything came since."""
+        with self._lock:
+            if not self._entries:
+                return 0
+            last = self._entries[-1]
+        return int(last[0] if isinstance(last, tuple) else last.seq)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

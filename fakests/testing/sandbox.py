@@ -65,6 +65,11 @@ def _client_library(module: str, helper: str) -> Any:
             name=exc.name) from None
 
 
+class FakeStsWarning(UserWarning):
+    """A test that may not test what it says: its requests went to the default sandbox, or a rule it
+    armed never matched. ``filterwarnings = error::fakests.FakeStsWarning`` turns these into errors."""
+
+
 @dataclass(frozen=True)
 class AppInfo:
     """An app of the sandbox's default directory, by role: its client id and secret."""

@@ -147,7 +147,7 @@ BAD_SCENARIOS: list[tuple[Any, str, str, str]] = [
     ({"name": "x", "rules": [{"match": {"endpoint": "nope"}, **RULE}]}, "application/json",
      "rules[0].match.endpoint", "nope"),
     ({"rules": [{**RULE, "throttle": {"limit": 1, "per": 1}}]}, "application/json", "rules[0]",
-     "either 'response'"),
+     "a rule has 'response' or 'throttle', not both"),
     ({"rules": [RULE, RULE | {"id": "rule1"}]}, "application/json", "rules[1].id", "duplicate rule id"),
     ([RULE], "application/json", "(top level)", "is not of type 'object'"),
     (b"{not json", "application/json", "", "not valid JSON"),

@@ -21,6 +21,8 @@ from fakests.sts.catalog import CATALOG
 from fakests.testing.sandbox import StsSandbox
 
 
+# It asks the default sandbox's Contoso by domain on purpose (every sandbox's first tenant shares it).
+@pytest.mark.filterwarnings("ignore::fakests.FakeStsWarning")
 def test_discovery_document_for_a_tenant_guid_and_its_domain(fake_sts: StsSandbox) -> None:
     session = fake_sts.http_client()
     by_guid = session.get(f"{fake_sts.authority()}/v2.0/.well-known/openid-configuration")

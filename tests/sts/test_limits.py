@@ -572,6 +572,8 @@ def test_in_memory_grants_are_pruned_and_capped(fake_sts: StsSandbox, monkeypatc
     assert len(sb.refresh_tokens) <= 1500 + 1024 and "rt-0" not in sb.refresh_tokens and "rt-2047" in sb.refresh_tokens
 
 
+# Rules armed only to fill the sandbox up to its bound never match: that is the point.
+@pytest.mark.filterwarnings("ignore::fakests.FakeStsWarning")
 def test_rules_per_sandbox_are_bounded(fake_sts: StsSandbox) -> None:
     from fakests.state.errors import ConfigError
 
@@ -585,6 +587,8 @@ def test_rules_per_sandbox_are_bounded(fake_sts: StsSandbox) -> None:
     assert fake_sts.fail("token", aadsts=70012, times=1).fired == 0
 
 
+# The scenario is armed to show the bound, not to match.
+@pytest.mark.filterwarnings("ignore::fakests.FakeStsWarning")
 def test_rules_limit_over_the_admin_api_is_a_clear_400(fake_sts: StsSandbox) -> None:
     fake_sts.configure(max_rules=1)
     admin = f"{fake_sts.url}/_fakests/sandboxes/{fake_sts.sandbox_id}/scenarios"
