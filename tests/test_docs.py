@@ -47,3 +47,16 @@ def _as_editor_sees(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_editor_sees(v) for v in value]
     return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def test_the_readme_handle_table_names_every_public_member() -> None:
+    """Every public attribute and method of the ``fake_sts`` handle appears in the README's table."""
+    import re
+
+    from fakests import StsSandbox
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("What the handle gives you", 1)[1].split("\n\n", 2)[1]
+    named = set(re.findall(r"(?:fake_sts)?\.([a-z_]+)", table))
+    members = {n for n in dir(StsSandbox) if not n.startswith("_")} | {"url", "ca_path", "client_cert_path", "sandbox"}
+    assert members - named == set(), "README's handle table misses these members"
