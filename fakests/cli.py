@@ -596,6 +596,11 @@ def health(ctx: click.Context, timeout: float, **values: Any) -> None:
             answer = http.get(url, verify=str(ca) if settings.tls else True, timeout=(timeout, timeout),
                               allow_redirects=False)
             body = answer.json() if answer.status_code == 200 else None
+    except requests.exceptions.SSLError as exc:
+        # The usual cause: a server answers there, but it was started on another state directory.
+        click.echo(f"fakests is unhealthy: {url}: its certificate is not from the CA in {ca} (is it a server "
+                   f"started with another --state-dir or FAKESTS_STATE_DIR?): {_root_cause(exc)}", err=True)
+        ctx.exit(1)
     except (requests.RequestException, ValueError) as exc:
         click.echo(f"fakests is unhealthy: {url}: {_root_cause(exc)}", err=True)
         ctx.exit(1)

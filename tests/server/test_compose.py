@@ -576,6 +576,17 @@ def test_health_without_a_ca_or_a_port_is_unhealthy(tmp_path: Path, capsys: pyte
     assert "port 0" in capsys.readouterr().err
 
 
+def test_health_against_a_server_of_another_state_dir_says_so(fake_sts_server: Any, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a bare SSLCertVerificationError: the CA in this state dir did not make that server's certificate."""
+    from fakests.server.runtime import Runtime
+
+    Runtime.start(Settings(state_dir=tmp_path, tls=True))  # a state dir of its own, with its own CA
+    assert cli.main(["health", "--port", str(fake_sts_server.port), "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "its certificate is not from the CA in" in err and "another --state-dir" in err, err
+
+
 def test_health_times_out_in_bounded_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
