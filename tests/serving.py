@@ -6,7 +6,9 @@ import contextlib
 import os
 import queue
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -124,3 +128,53 @@ def serve(args: list[str], env: Mapping[str, str], *, cwd: Path = REPO, merge_st
         yield wait_ready(running, timeout)
     finally:
         finish(running)
+
+
+# --- a private redis-server, for the replica and store-fault tests -------------------------------------
+def _redis_server() -> str:
+    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
+                                             else None)
+    if found is None:
+        reason = "redis-server is not installed (apt-get install redis-server): the replica tests need a real Redis"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; under CI this is a failure, not a skip (.ci/run installs it)")
+        pytest.skip(reason)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A private ``redis-server`` on 127.0.0.1 and a free port, no persistence: its process and URL."""
+    import redis
+
+    binary = _redis_server()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # the port was free a moment ago; another process may take it first
+        port = _free_port()
+        proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+                                 "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                client.ping()
+                break
+            time.sleep(0.05)
+        client.close()
+        if proc.poll() is None and time.monotonic() < deadline:
+            break
+        stop(proc)
+    else:
+        pytest.fail("redis-server did not start on a free port (3 tries)")
+    try:
+        yield proc, f"redis://127.0.0.1:{port}/0"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # a test may have stopped it
+        stop(proc)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..failures.faults import INPROCESS_KEY
-from ..state.errors import ConfigError
+from ..state.errors import ConfigError, StoreUnavailable
 from ..state.sandbox import Sandbox, Sandboxes
 from ..state.settings import Settings
 from ..state.tls import TlsFiles
@@ -80,6 +80,9 @@ def admin_endpoint(handler: Endpoint, *, public: bool = False) -> Endpoint:
             return error_response(exc.status, exc.error, exc.description)
         except ConfigError as exc:
             return error_response(400, "invalid_request", f"{exc.key}: {exc.reason}" if exc.key else exc.reason)
+        except StoreUnavailable as exc:
+            return error_response(503, "temporarily_unavailable", f"{exc}; retry in {exc.retry_after} s.",
+                                  {"Retry-After": str(exc.retry_after)})
         if request.method != "GET" and response.status_code < 400 and "sandbox_id" in request.path_params:
             # Every change to a sandbox comes through here: with several workers, the others must see it.
             sandboxes_of(request).persist(request.path_params["sandbox_id"])

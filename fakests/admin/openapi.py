@@ -188,7 +188,8 @@ _SANDBOX_PARAM = {"name": "sandbox_id", "in": "path", "required": True, "schema"
 def _op(op_id: str, summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
         params: list[dict[str, Any]] | None = None, public: bool = False, tag: str = "sandboxes") -> dict[str, Any]:
     # Every operation refuses what a web page from another origin may have sent (``_http.browser_guard``).
-    responses = {**responses, "403": _FORBIDDEN}
+    responses = {**responses, "403": _FORBIDDEN, "503": _json(_ERROR, "The shared store (replicas: Redis) did "
+                                                                     "not answer; Retry-After says when to retry.")}
     if body is not None:
         responses.setdefault("415", _json(_ERROR, "A body of a type a page can send cross-origin (none, text/plain, "
                                                   "a form)."))

@@ -13,7 +13,10 @@ keys, CA and client certificate, and the first replica to start seeds the defaul
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from ..state.tls import TlsFiles, ensure_tls
 if TYPE_CHECKING:
     from ..state.store import Store
 
+log = logging.getLogger("fakests.store")
 SHARED_STORE = "shared.sqlite"  # in the state directory: what ``serve --workers N`` processes share
 
 
@@ -96,7 +100,39 @@ class Runtime:
             store.seed_sandbox(DEFAULT_SANDBOX, default.definition(server_keys=default.keys is keys))
             # Ours, or the one another replica seeded a moment before: the store's, either way.
             sandboxes = Sandboxes(settings, keys, sandboxes.template, store, engine_factory=Engine)
-        return cls(settings, keys, sandboxes, client_pem, tls)
+        runtime = cls(settings, keys, sandboxes, client_pem, tls)
+        if store is not None and store.remote:
+            runtime.watch_store(store)
+        return runtime
+
+    def watch_store(self, store: Store) -> None:
+        """Notice promptly when a remote store loses its state (a Redis wiped, or restarted without
+        persistence): every second, and on each sync, the replica compares the store's epoch marker, and on
+        a change offers again what it holds (``reoffer``), so that a replica started afterwards adopts the
+        running ones' keys, CA and admin token instead of making its own (a split brain)."""
+        store.on_lost = self.reoffer  # type: ignore[attr-defined]
+
+        def watch() -> None:
+            while True:
+                time.sleep(1.0)
+                with contextlib.suppress(Exception):  # a store that does not answer is the breaker's business
+                    store.check_epoch()  # type: ignore[attr-defined]
+
+        threading.Thread(target=watch, name="fakests-store-epoch", daemon=True).start()
+
+    def reoffer(self) -> None:
+        """Offer this replica's state material, admin token and sandboxes to a store that lost them. The
+        first replica to offer wins, as at start; one whose offer loses keeps serving what it has."""
+        store = self.sandboxes.store
+        assert store is not None
+        for name, (folder, files) in _groups(self.settings).items():
+            ours = {f: (folder / f).read_bytes() for f in files}
+            if pickle.loads(store.share(name, pickle.dumps(ours))) != ours:
+                log.warning("another replica offered its %s first after the store lost its state: this replica "
+                            "keeps its own until it restarts", name)
+        if self.settings.admin_token:
+            store.share("admin-token", self.settings.admin_token.encode())
+        self.sandboxes.republish()
 
 
 def open_store(settings: Settings) -> Store | None:
@@ -115,6 +151,17 @@ def open_store(settings: Settings) -> Store | None:
 _CLIENT, _SIGNING, _TLS_CA = "state:client", "state:signing", "state:tls-ca"
 
 
+def _groups(settings: Settings) -> dict[str, tuple[Path, list[str]]]:
+    """The state material replicas share, by group: its folder and files (each group travels whole)."""
+    state = settings.state_dir
+    groups = {_CLIENT: (state / "client", ["client-cert.pem"])}
+    if settings.signing_key is None:
+        groups[_SIGNING] = (state / "signing", sorted(p.name for p in (state / "signing").glob("key-*.pem")))
+    if settings.tls:
+        groups[_TLS_CA] = (state / "tls", ["ca.pem", "ca-key.pem"])
+    return groups
+
+
 def share_state(store: Store, settings: Settings) -> set[str]:
     """Make the state directory hold the material every replica on ``store`` shares; returns the
     names of the groups adopted from another replica. Call with the directory locked, before loading.
@@ -126,17 +173,13 @@ def share_state(store: Store, settings: Settings) -> set[str]:
     start at the same moment therefore agree. A ``signing_key`` file is the operator's and is not
     shared (give every replica the same); with TLS off the CA is neither offered nor adopted."""
     state = settings.state_dir
-    groups: dict[str, tuple[Path, list[str]]] = {}
     ensure_client_certificate(state / "client" / "client-cert.pem")
-    groups[_CLIENT] = (state / "client", ["client-cert.pem"])
     if settings.signing_key is None:
         KeySet.load_or_create(state / "signing")  # makes key-0001.pem on first start
-        groups[_SIGNING] = (state / "signing", sorted(p.name for p in (state / "signing").glob("key-*.pem")))
     if settings.tls:
         ensure_tls(state / "tls", settings.tls_names)
-        groups[_TLS_CA] = (state / "tls", ["ca.pem", "ca-key.pem"])
     adopted = set()
-    for name, (folder, files) in groups.items():
+    for name, (folder, files) in _groups(settings).items():
         ours = {f: (folder / f).read_bytes() for f in files}
         theirs: dict[str, bytes] = pickle.loads(store.share(name, pickle.dumps(ours)))
         if theirs == ours:

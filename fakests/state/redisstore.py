@@ -31,13 +31,16 @@ Blobs are pickles, as in the SQLite store: the store is fakests' private state, 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import pickle
+import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreUnavailable
 from .journal import JournalEntry, entry_from_row
 from .store import LOG_KEEP
 
@@ -51,6 +54,13 @@ DEFAULT_PREFIX = "fakests:"
 GRANT_GRACE = 86400.0  # grants stay a day past expiry, so late redemptions get "expired", not "unknown"
 LOCK_TIMEOUT = 10.0  # a holder that died releases the lock after this long (sections take milliseconds)
 LOCK_WAIT = 30.0  # give up waiting for the lock after this long (the request then fails with a 500)
+# A hung Redis must not hang fakests: a command gives up after SOCKET_TIMEOUT, and then, for DOWN_FOR
+# seconds, every store call fails at once (a circuit breaker) and requests that need the store get
+# Entra's 503 with Retry-After: DOWN_FOR. The event loop waits at most SOCKET_TIMEOUT per DOWN_FOR.
+SOCKET_TIMEOUT = 2.0
+DOWN_FOR = 5
+log = logging.getLogger("fakests.store")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Atomic steps, as Lua scripts (Redis runs each alone). KEYS and ARGV as documented on each.
 _SAVE_SANDBOX = """
@@ -126,6 +136,24 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def _guarded(method: F) -> F:
+    """A store call behind the breaker: refused at once while Redis is known down; a connection error or
+    timeout opens the breaker for ``DOWN_FOR`` seconds. Either way the caller gets ``StoreUnavailable``."""
+
+    @functools.wraps(method)
+    def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() < self.down_until:
+            raise StoreUnavailable(f"the store at {self.url} is unreachable", DOWN_FOR)
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.down_until = time.monotonic() + DOWN_FOR
+            log.warning("the store at %s did not answer (%s): store calls fail for %d s", self.url, exc, DOWN_FOR)
+            raise StoreUnavailable(f"the store at {self.url} is unreachable: {exc}", DOWN_FOR) from None
+
+    return call  # type: ignore[return-value]
+
+
 class RedisStore:
     """The state every replica (and each replica's workers) shares, in Redis under ``prefix``."""
 
@@ -135,6 +163,11 @@ class RedisStore:
         self.redis = client
         self.prefix = prefix
         self.url = url
+        self.down_until = 0.0  # monotonic time until which the breaker is open
+        # The store's epoch: a marker key set once. Missing or changed, the store lost its state (a Redis
+        # wiped or restarted without persistence): ``on_lost`` then lets this replica offer what it holds.
+        self.on_lost: Callable[[], None] | None = None
+        self.epoch = self._ensure_epoch()
         self._save = client.register_script(_SAVE_SANDBOX)
         self._drop = client.register_script(_DROP_SANDBOX)
         self._changes = client.register_script(_CHANGES)
@@ -162,7 +195,7 @@ class RedisStore:
         rest = urlencode([(k, v) for k, v in query if k != "prefix"])
         plain = url.partition("?")[0] + (f"?{rest}" if rest else "")  # not urlunsplit: it drops unix:'s //
         try:
-            client = redis.Redis.from_url(plain, socket_connect_timeout=5, socket_timeout=30,
+            client = redis.Redis.from_url(plain, socket_connect_timeout=SOCKET_TIMEOUT, socket_timeout=SOCKET_TIMEOUT,
                                           health_check_interval=30)
             client.ping()
         except (redis.RedisError, ValueError, OSError) as exc:
@@ -178,12 +211,15 @@ class RedisStore:
         per sandbox): a ``redis.lock.Lock``, polled every 2 ms (sections take a few round trips)."""
         lock = self.redis.lock(self._key("lock", scope), timeout=LOCK_TIMEOUT, sleep=0.002,
                                blocking_timeout=LOCK_WAIT, thread_local=False)
-        if not lock.acquire():
+        if not _guarded(lambda store: lock.acquire())(self):
             raise TimeoutError(f"fakests: the store's lock {scope!r} was held for over {LOCK_WAIT:.0f} s")
         try:
             yield
         finally:
-            lock.release()  # LockNotOwnedError if it expired meanwhile: exclusivity was lost, say so
+            # LockNotOwnedError if it expired meanwhile: exclusivity was lost, say so. A store that went
+            # away meanwhile frees it by itself (LOCK_TIMEOUT).
+            with contextlib.suppress(StoreUnavailable):
+                _guarded(lambda store: lock.release())(self)
 
     def share(self, name: str, offer: bytes) -> bytes:
         """The first value ever offered under ``name`` (``SET NX``, then ``GET``): every replica gets the
@@ -195,9 +231,36 @@ class RedisStore:
         value: bytes = pipe.execute()[1]
         return value
 
+    # --- the epoch: noticing that Redis lost everything ----------------------------------------------
+    def _ensure_epoch(self) -> bytes:
+        key = self._key("epoch")
+        self.redis.set(key, secrets.token_hex(8), nx=True)
+        epoch: bytes = self.redis.get(key)
+        return epoch
+
+    def check_epoch(self) -> bool:
+        """Whether the store lost its state since this replica last looked (then ``on_lost`` runs, and the
+        epoch this replica knows is the new one). Runtime calls it every second, and ``version`` on each sync."""
+        current = self.redis.get(self._key("epoch"))
+        if current == self.epoch:
+            return False
+        self.epoch = self._ensure_epoch()
+        log.warning("the store at %s lost its state (epoch %s -> %s): offering this replica's", self.url,
+                    None if current is None else current.decode(), self.epoch.decode())
+        if self.on_lost is not None:
+            self.on_lost()
+        return True
+
     # --- sandbox definitions -------------------------------------------------------------------------
     def version(self) -> int:
-        return int(self.redis.get(self._key("version")) or 0)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self._key("version"))
+        pipe.get(self._key("epoch"))
+        version, epoch = pipe.execute()
+        if epoch != self.epoch:
+            self.check_epoch()
+            return -2  # unlike any version held: the caller syncs everything again
+        return int(version or 0)
 
     def signal(self) -> None:
         """No shared memory between machines: readers always ask ``version``."""
@@ -367,3 +430,12 @@ class RedisStore:
 
     def now(self) -> float:
         return time.time()
+
+
+for _name in ("share", "check_epoch", "version", "save_sandbox", "seed_sandbox", "drop_sandbox", "touch_sandboxes",
+              "idle_sandboxes", "sandboxes", "sandbox_versions", "sandbox_changes", "load_sandbox", "put_grant",
+              "get_grant", "claim_grant", "update_grant", "find_grant", "delete_grant", "expire_grants",
+              "rule_state", "save_rule_state", "clear_rules", "prune_rules", "record", "journal", "journal_count",
+              "clear_journal", "add_error", "errors"):
+    setattr(RedisStore, _name, _guarded(getattr(RedisStore, _name)))
+

@@ -17,6 +17,7 @@ fixture) those methods use plain dicts, as before.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import secrets
 import threading
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .directory import MSA_TENANT_ID, SPECIAL_TENANTS, Directory, Tenant
+from .errors import StoreUnavailable
 from .journal import Journal
 from .keys import KeySet, SigningKey, load_pem
 from .settings import Settings
@@ -149,7 +151,8 @@ class Sandbox:
         self.last_used = now = monotonic()
         if self.store is not None and now - self._use_published >= USE_PUBLISH_EVERY:
             self._use_published = now
-            self.store.touch_sandboxes({self.sandbox_id: time.time()})
+            with contextlib.suppress(StoreUnavailable):  # a use not published delays an expiry, no more
+                self.store.touch_sandboxes({self.sandbox_id: time.time()})
 
     def now(self) -> float:
         """The sandbox clock: wall time plus an offset tests can advance to expire things."""
@@ -517,10 +520,11 @@ class Sandboxes:
         now = monotonic()
         if now >= self._next_expiry:
             self._next_expiry = now + min(1.0, self.settings.sandbox_idle_ttl)
-            if self.store is not None and now >= self._next_cleanup:
-                self._next_cleanup = now + 60.0
-                self.store.expire_grants(time.time())
-            self.expire_idle()
+            with contextlib.suppress(StoreUnavailable):  # the store will still be there to clean up later
+                if self.store is not None and now >= self._next_cleanup:
+                    self._next_cleanup = now + 60.0
+                    self.store.expire_grants(time.time())
+                self.expire_idle()
 
     def resolve(self, segment: str, client_id: str | None) -> tuple[Sandbox, Tenant | None]:
         """The sandbox and tenant a request is for. Tenant is None for the multi-tenant segments
@@ -571,6 +575,10 @@ class Sandboxes:
     def sync(self) -> None:
         """Catch up with the sandboxes other workers created, changed or dropped: nothing when the store's
         change signal is the one seen last, one query when its version is."""
+        with contextlib.suppress(StoreUnavailable):  # serve what this process holds until the store is back
+            self._sync()
+
+    def _sync(self) -> None:
         store = self.store
         if store is None:
             return
@@ -600,6 +608,16 @@ class Sandboxes:
                 self._versions[sandbox_id] = v
         self._version = version
         self._signal = signal
+
+    def republish(self) -> None:
+        """The store lost its state (a Redis wiped or restarted without persistence): write every sandbox
+        this process holds back to it, before any sync could take the empty store's word and forget them,
+        and read everything again at the next sync."""
+        with self._lock:
+            held = list(self._by_id.values())
+        for sb in held:
+            self.save(sb)
+        self._version, self._signal = -1, None
 
     def _load(self, d: SandboxDefinition) -> None:
         """Make this process's copy of a sandbox match ``d``: the same object when there is one, so

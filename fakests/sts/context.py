@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..state.directory import Tenant
+from ..state.errors import StoreUnavailable
 from ..state.journal import next_seq, redact
 from ..state.sandbox import Sandbox, Sandboxes
 from .errors import StsError, internal_error, render_json, render_page
@@ -214,6 +215,14 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
                 response = await answer if inspect.isawaitable(answer) else answer
             if response is None:
                 response = await handler(ctx)
+        except StoreUnavailable as unavailable:
+            # Replicas whose shared store does not answer: Entra's answer for a backend it cannot reach,
+            # with Retry-After, rather than a 500 that fails the test (entra-wire.md: 90033 is transient).
+            exc = StsError(90033, headers={"Retry-After": str(unavailable.retry_after)})
+            if ctx is None:
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
+            ctx.notes.update(aadsts=exc.code, error=exc.error)
+            response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
         except ClientDisconnect:
             # The client gave up mid-body: nobody reads an answer, but the journal shows what it did.
             ctx = ctx or _unparsed(request, name, sandboxes, segment, ids, origin, headers)

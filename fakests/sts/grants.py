@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -92,11 +93,22 @@ def password(ctx: StsRequest) -> dict[str, Any]:
     return _user_tokens(ctx, client, user, scope, auth_time=ctx.now)
 
 
+_ISSUED = re.compile(r"1\.AXoA[A-Za-z0-9_-]{80,200}")  # codes and refresh tokens: sandbox.py, signin.py
+
+
+def issued_here(value: str) -> bool:
+    """Whether ``value`` has the form of the codes and refresh tokens fakests issues (a vanished one is
+    expired, AADSTS70008; anything else is malformed, AADSTS9002313)."""
+    return _ISSUED.fullmatch(value) is not None
+
+
 def authorization_code(ctx: StsRequest) -> dict[str, Any]:
     code = ctx.require("code")
     client = authenticate(ctx)
     grant, first = ctx.sandbox.redeem_code(code)
     if grant is None:
+        if issued_here(code):  # one of ours that is gone (pruned once expired, or a store that lost it)
+            raise StsError(70008)
         raise StsError(9002313, error="invalid_grant", detail="The authorization code is not valid.")
     if not first:
         raise StsError(54005)
@@ -126,6 +138,8 @@ def refresh_token(ctx: StsRequest) -> dict[str, Any]:
     client = authenticate(ctx)
     grant = ctx.sandbox.get_refresh(token)
     if grant is None:
+        if issued_here(token):  # one of ours that is gone: expired, as Entra says of tokens it no longer has
+            raise StsError(70008)
         raise StsError(9002313, error="invalid_grant", suberror="bad_token",
                        detail="The refresh token is malformed or not valid.")
     if grant.client_id != client.app.client_id:

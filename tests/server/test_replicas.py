@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fakests.testing import driver
 from fakests.testing.remote import RemoteSandbox
 from fakests.testing.sessions import trusting_session
-from tests.serving import Serving, finish, start, stop, wait_ready
+from tests.serving import Serving, finish, redis_server, start, wait_ready
 
 REDIRECT = "https://localhost/callback"
 SEED_HEADER = "x-replica-seed-test"  # only the default sandbox's seeded rule matches requests carrying it
@@ -52,51 +51,11 @@ rules:
 """
 
 
-def _redis_server() -> str:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
-                                             else None)
-    if found is None:
-        reason = "redis-server is not installed (apt-get install redis-server): the replica tests need a real Redis"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; under CI this is a failure, not a skip (.ci/run installs it)")
-        pytest.skip(reason)
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private ``redis-server`` on 127.0.0.1 and a free port, no persistence; its URL."""
-    import redis
-
-    binary = _redis_server()
-    workdir = tmp_path_factory.mktemp("redis")
-    for _ in range(3):  # the port was free a moment ago; another process may take it first
-        port = _free_port()
-        proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-                                 "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        client.close()
-        if proc.poll() is None and time.monotonic() < deadline:
-            break
-        stop(proc)
-    else:
-        pytest.fail("redis-server did not start on a free port (3 tries)")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc)
+    with redis_server(tmp_path_factory.mktemp("redis")) as (_, url):
+        yield url
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from fakests.state.settings import Settings
 from fakests.state.store import SharedStore
 from fakests.testing.transport import session_for
 from tests.inprocess import ADMIN, ORIGIN
+from tests.serving import redis_server
 
 TOKEN = f"{ORIGIN}/{d.TENANT_ID}/oauth2/v2.0/token"
 FORM = {"grant_type": "client_credentials", "client_id": d.DAEMON_ID, "client_secret": d.DAEMON_SECRET,
@@ -96,3 +98,84 @@ def test_the_fixture_fails_a_test_whose_requests_were_not_journaled(pytester: py
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, errors=1)  # the test itself passed; its teardown failed it
     result.stdout.fnmatch_lines(["*fakests answered 2 of this test's requests but could not journal them*"])
+
+
+# --- Redis: hung, then wiped --------------------------------------------------------------------------------
+def _replica(state_dir: Path, url: str) -> tuple[Runtime, requests.Session]:
+    from fakests.state.redisstore import RedisStore
+
+    settings = Settings(state_dir=state_dir, tls=True, log_requests=False, store=url)  # TLS: a CA to share
+    runtime = Runtime.start(settings, store=RedisStore.connect(url))
+    return runtime, session_for(create_app(runtime=runtime), ORIGIN)
+
+
+def _ropc(http: requests.Session, tenant: str, client_id: str) -> requests.Response:
+    return http.post(f"{ORIGIN}/{tenant}/oauth2/v2.0/token", timeout=20, data={
+        "grant_type": "password", "client_id": client_id, "username": "alice@contoso.com", "password": d.PASSWORD,
+        "scope": "openid offline_access User.Read"})
+
+
+def test_a_hung_redis_gets_503s_with_retry_after_and_memory_still_answers(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped (SIGSTOP) Redis: requests waited ~10 s and health and discovery timed out. Now a store call
+    gives up after a short timeout and, while Redis stays unreachable, requests that need it get Entra's 503
+    with Retry-After at once, and discovery, the JWKS and client credentials answer from memory."""
+    import os
+    import signal
+
+    from fakests.state import redisstore
+
+    monkeypatch.setattr(redisstore, "DOWN_FOR", 1)  # the breaker's window, short for the test
+    with redis_server(tmp_path / "redis") as (proc, url):
+        _, http = _replica(tmp_path / "a", f"{url}?prefix=hung:")
+        assert _ropc(http, d.TENANT_ID, d.PUBLIC_ID).status_code == 200
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            discovery = http.get(f"{ORIGIN}/{d.TENANT_ID}/v2.0/.well-known/openid-configuration", timeout=20)
+            assert discovery.status_code == 200
+            assert http.get(f"{ORIGIN}/{d.TENANT_ID}/discovery/v2.0/keys", timeout=20).status_code == 200
+            assert http.get(f"{ORIGIN}/_fakests/health", timeout=20).json() == {"status": "ok"}
+            refused = _ropc(http, d.TENANT_ID, d.PUBLIC_ID)  # a refresh token must be stored: the store is needed
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1", refused.text
+            assert refused.json()["error"] == "temporarily_unavailable" and refused.json()["error_codes"] == [90033]
+            assert http.post(TOKEN, data=FORM, timeout=20).status_code == 200  # no grant to store
+            admin = http.post(f"{ADMIN}/sandboxes", json={}, timeout=20)
+            assert admin.status_code == 503 and admin.headers["Retry-After"] == "1"
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while _ropc(http, d.TENANT_ID, d.PUBLIC_ID).status_code != 200:  # back once the breaker closes
+            assert time.monotonic() < deadline, "the replica did not recover once Redis answered again"
+            time.sleep(0.2)
+
+
+def test_a_wiped_redis_gets_the_running_replicas_state_back(tmp_path: Path) -> None:
+    """Redis restarted empty (no persistence, as in many CI set-ups): the running replica notices (its epoch
+    marker is gone) and offers its keys, CA and sandboxes again, so a replica started afterwards is the same
+    issuer, and a refresh token whose record vanished is expired (AADSTS70008), not malformed."""
+    import redis
+
+    with redis_server(tmp_path / "redis") as (_, url):
+        store_url = f"{url}?prefix=wiped:"
+        _, http_a = _replica(tmp_path / "a", store_url)
+        made = http_a.post(f"{ADMIN}/sandboxes", json={}).json()
+        sandbox_id, tenant = made["sandbox_id"], made["tenant_id"]
+        public = made["id_map"][d.PUBLIC_ID]
+        refresh_token = _ropc(http_a, tenant, public).json()["refresh_token"]
+        client = redis.Redis.from_url(url)
+        client.flushall()
+        deadline = time.monotonic() + 15  # the replica looks every second
+        while not client.hexists("wiped:sandboxes", sandbox_id):
+            assert time.monotonic() < deadline, "the running replica did not offer its sandboxes again"
+            time.sleep(0.1)
+        _, http_b = _replica(tmp_path / "b", store_url)  # started after the wipe: adopts, does not invent
+        keys_a = http_a.get(f"{ORIGIN}/{d.TENANT_ID}/discovery/v2.0/keys").json()
+        keys_b = http_b.get(f"{ORIGIN}/{d.TENANT_ID}/discovery/v2.0/keys").json()
+        assert [k["kid"] for k in keys_a["keys"]] == [k["kid"] for k in keys_b["keys"]]
+        assert (tmp_path / "a" / "tls" / "ca.pem").read_bytes() == (tmp_path / "b" / "tls" / "ca.pem").read_bytes()
+        assert _ropc(http_b, tenant, public).status_code == 200  # the sandbox made before the wipe, at B
+        gone = http_a.post(f"{ORIGIN}/{tenant}/oauth2/v2.0/token", data={
+            "grant_type": "refresh_token", "client_id": public, "refresh_token": refresh_token,
+            "scope": "openid offline_access User.Read"})
+        assert gone.status_code == 400 and gone.json()["error_codes"] == [70008], gone.text
+        client.close()
