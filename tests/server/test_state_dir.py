@@ -8,6 +8,7 @@ that do not chain). ``Runtime.start`` is what ``fakests serve``, ``FakeSTS`` and
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -115,3 +116,21 @@ def test_serve_exits_2_with_the_one_line(made: Path, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(state / "tls" / "ca-key.pem") in lines[0] and "delete it" in lines[0], lines
+
+
+def test_a_read_only_state_directory_is_one_line(tmp_path: Path) -> None:
+    """Root ignores file modes, so the directory is made read-only the way a volume is: a read-only bind
+    mount, in a private mount namespace this test makes (the machine's own mounts are untouched)."""
+    import shutil
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs unshare and root for a private read-only mount")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = (f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && "
+              f"exec {sys.executable} -m fakests serve --port 0 --state-dir {ro / 'state'}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Read-only file system" in lines[0] and str(ro / "state") in lines[0], lines
+    assert "Traceback" not in done.stderr
