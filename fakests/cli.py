@@ -40,6 +40,7 @@ from .server.uvicorn import Server, configure_logging
 from .state import defaults as d
 from .state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
 from .state.errors import ConfigError
+from .state.files import write_atomic
 from .state.keys import new_key_and_cert
 from .state.settings import Settings
 from .state.tls import ensure_tls
@@ -204,9 +205,9 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
             f"    result = app.acquire_token_for_client(scopes=[{scope!r}])",
             "    print(result.get('access_token') or result)", ""]
     if tls:
-        q = shlex.quote(ca)
+        q, b = shlex.quote(ca), shlex.quote(str(_bundle(tls.ca)))  # the bundle: public CAs plus fakests'
         out += ["Trust the CA elsewhere (or: eval \"$(fakests env)\"; fakests env explains .NET and Java):",
-                f"  export REQUESTS_CA_BUNDLE={q} SSL_CERT_FILE={q} NODE_EXTRA_CA_CERTS={q}", ""]
+                f"  export REQUESTS_CA_BUNDLE={b} SSL_CERT_FILE={b} NODE_EXTRA_CA_CERTS={q}", ""]
     if admin_token:
         out += [f"Admin token for /_fakests/ (shown once): Authorization: Bearer {admin_token}", ""]
     out.append(f"Ready on {base} (Ctrl+C to stop).")
@@ -376,11 +377,33 @@ def _ca_path(settings: Settings) -> Path:
 @cli.command()
 @settings_options(["state_dir", "config"])
 @click.option("--pem", is_flag=True, help="Print the certificate (PEM) instead of its path.")
+@click.option("--bundle", is_flag=True,
+              help="Print the path of a bundle of the usual public CAs plus fakests' (for REQUESTS_CA_BUNDLE and "
+                   "SSL_CERT_FILE, which replace the default bundle: the app's other HTTPS calls keep working).")
 @click.pass_context
-def ca(ctx: click.Context, pem: bool, **values: Any) -> None:
+def ca(ctx: click.Context, pem: bool, bundle: bool, **values: Any) -> None:
     """Print the path of the CA certificate clients must trust (made on first use)."""
     path = _ca_path(_state(ctx, values))
+    if bundle:
+        path = _bundle(path)
     click.echo(path.read_text().rstrip("\n") if pem else str(path))
+
+
+def _bundle(ca: Path) -> Path:
+    """``{state_dir}/tls/bundle.pem``: certifi's public CAs (what requests trusts by default; else the
+    system's bundle) followed by fakests' CA, written again on each call so it follows both."""
+    import ssl
+
+    try:
+        import certifi
+
+        public = Path(certifi.where())
+    except ImportError:  # certifi comes with requests; without it, the system's bundle
+        public = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    out = ca.with_name("bundle.pem")
+    text = public.read_text(encoding="utf-8").rstrip("\n")
+    write_atomic(out, f"{text}\n\n# fakests local CA ({ca})\n{ca.read_text().strip()}\n".encode(), private=False)
+    return out
 
 
 @cli.command()
@@ -390,11 +413,13 @@ def env(ctx: click.Context, **values: Any) -> None:
     """Print shell lines that make clients trust the CA: eval "$(fakests env)"."""
     path = _ca_path(_state(ctx, values))
     q, store = shlex.quote(str(path)), shlex.quote(str(path.parent / "truststore.p12"))
+    b = shlex.quote(str(_bundle(path)))
     click.echo("\n".join([
         f"# fakests CA: {path}",
-        "# These replace the default CA bundle in the processes that inherit them.",
-        f"export REQUESTS_CA_BUNDLE={q}  # requests, MSAL Python, azure-identity",
-        f"export SSL_CERT_FILE={q}  # Python ssl/httpx, OpenSSL; .NET on Linux",
+        "# These two replace the default CA bundle in the processes that inherit them: the bundle holds the",
+        "# usual public CAs plus fakests', so an app's other HTTPS calls keep working.",
+        f"export REQUESTS_CA_BUNDLE={b}  # requests, MSAL Python, azure-identity",
+        f"export SSL_CERT_FILE={b}  # Python ssl/httpx, OpenSSL; .NET on Linux",
         f"export NODE_EXTRA_CA_CERTS={q}  # Node.js, msal-node (added to the built-in CAs)",
         "# .NET: on Linux SSL_CERT_FILE above works, or trust it system-wide:",
         f"#   sudo cp {q} /usr/local/share/ca-certificates/fakests.crt && sudo update-ca-certificates",

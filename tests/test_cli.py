@@ -288,7 +288,32 @@ def test_env_output_evaluates_in_a_shell(tmp_path: Path, capsys: pytest.CaptureF
     shell = subprocess.run(["bash", "-c", 'eval "$1"; printf "%s\\n" "$REQUESTS_CA_BUNDLE" "$SSL_CERT_FILE" '
                             '"$NODE_EXTRA_CA_CERTS"', "_", out], capture_output=True, text=True, timeout=30)
     assert shell.returncode == 0, shell.stderr
-    assert shell.stdout.splitlines() == [str(ca)] * 3
+    bundle = state / "tls" / "bundle.pem"
+    assert shell.stdout.splitlines() == [str(bundle), str(bundle), str(ca)]
+
+
+def test_ca_bundle_is_the_public_cas_plus_fakests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """REQUESTS_CA_BUNDLE and SSL_CERT_FILE replace the default bundle: pointed at fakests' CA alone, they
+    break every other HTTPS call of the app. The bundle keeps certifi's CAs (what requests trusts)."""
+    import ssl
+
+    import certifi
+
+    from fakests import FakeSTS
+    from fakests.state.settings import Settings
+
+    assert cli.main(["ca", "--bundle", "--state-dir", str(tmp_path)]) == 0
+    bundle = Path(capsys.readouterr().out.strip())
+    assert bundle == tmp_path / "tls" / "bundle.pem"
+    text = bundle.read_text()
+    assert (tmp_path / "tls" / "ca.pem").read_text().strip() in text
+    assert Path(certifi.where()).read_text().strip() in text
+    context = ssl.create_default_context(cafile=str(bundle))
+    assert len(context.get_ca_certs()) > 50  # the public roots, each parsed
+    with FakeSTS(Settings(port=0, state_dir=tmp_path, log_requests=False)) as server:
+        http = requests.Session()
+        http.verify, http.trust_env = str(bundle), False
+        assert http.get(f"{server.url}/_fakests/health", timeout=10).json() == {"status": "ok"}
 
 
 # --- a real server --------------------------------------------------------------------------------------
