@@ -69,6 +69,8 @@ def _option(f: Field[Any]) -> Callable[[F], F]:
         decls, extra["type"] = [flag], click.Path(dir_okay=f.name.endswith("_dir"), path_type=Path)
     else:
         decls, extra["type"] = [flag], str
+    if "flag_value" in f.metadata:  # ``--impersonate`` alone means its flag value; ``--impersonate X`` means X
+        extra.update(is_flag=False, flag_value=f.metadata["flag_value"])
     default = f.default_factory() if callable(f.default_factory) else f.default
     default = ",".join(default) or None if isinstance(default, tuple) else default  # shown by --help only
     return click.option(*decls, f.name, default=default, show_default=default is not None,
@@ -100,6 +102,14 @@ def given_flags(ctx: click.Context, values: Mapping[str, Any]) -> dict[str, Any]
 def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
                      ) -> tuple[Settings, Directory | None]:
     """Settings from flag > environment > config file > default, and the config's directory if read."""
+    environ = os.environ if environ is None else environ
+    settings, directory = _resolve(flags, environ)
+    # --impersonate listens where Entra does, 443, unless a port was given somewhere.
+    port_given = "port" in flags or "FAKESTS_PORT" in environ or settings.port != Settings().port
+    return settings.impersonating(port_given=port_given), directory
+
+
+def _resolve(flags: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[Settings, Directory | None]:
     first = replace(Settings.from_env(environ), **flags)
     if first.config is None:
         return first.with_admin_token_file(), None
@@ -187,6 +197,9 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
            f"             {base}/common  (also organizations, consumers)",
            f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
     out.append(f"  Dashboard  {base}/_fakests/dashboard")
+    if s.impersonate:
+        out.append(f"  Answers as {', '.join(s.impersonate)}: route these names here (a hosts-file line, compose "
+                   "network aliases); a hosts file redirects every program on the machine")
     armed = [st.scenario for st in runtime.sandboxes.default.engine.states] if s.scenarios else []
     if armed:
         out.append(f"  Armed      {', '.join(dict.fromkeys(armed))} (in the default sandbox)")

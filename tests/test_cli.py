@@ -211,6 +211,23 @@ def test_banner_names_the_dashboard_the_armed_scenarios_and_no_default_port(
     assert f"Authority  https://localhost/{defaults.TENANT_ID}\n" in on_443 and "localhost:443" not in on_443
 
 
+def test_impersonate_means_the_hosts_the_issuer_and_port_443(tmp_path: Path,
+                                                             served: list[tuple[Runtime, str]]) -> None:
+    assert cli.main(["serve", "--impersonate", "--state-dir", str(tmp_path)]) == 0
+    (runtime, text), = served
+    s = runtime.settings
+    assert s.impersonate == ("login.microsoftonline.com", "login.windows.net", "login.microsoft.com")
+    assert set(s.impersonate) <= set(s.tls_names) and s.public_url == "https://login.microsoftonline.com"
+    assert s.port == 443
+    assert f"Authority  https://login.microsoftonline.com/{defaults.TENANT_ID}" in text
+    assert "Answers as login.microsoftonline.com, login.windows.net, login.microsoft.com" in text
+    settings, _ = cli.resolve_settings({"port": 9443, "impersonate": ("login.microsoftonline.us",)}, environ={})
+    assert (settings.port, settings.public_url) == (9443, "https://login.microsoftonline.us")
+    settings, _ = cli.resolve_settings({}, environ={"FAKESTS_IMPERSONATE": "1", "FAKESTS_PORT": "8443"})
+    assert settings.port == 8443 and settings.impersonate[0] == "login.microsoftonline.com"
+    assert cli.resolve_settings({}, environ={})[0].impersonate == ()
+
+
 def test_off_loopback_gets_a_generated_admin_token(tmp_path: Path, served: list[tuple[Runtime, str]]) -> None:
     # The fake runner never binds, so 0.0.0.0 here opens nothing.
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0", "--state-dir", str(tmp_path)]) == 0

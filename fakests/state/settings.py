@@ -37,6 +37,12 @@ class Settings:
     tls: bool = field(default=True, metadata={"help": "Serve https (clients require it)."})
     tls_names: tuple[str, ...] = field(
         default=(), metadata={"help": "Extra DNS names/IPs for the server certificate (comma-separated)."})
+    impersonate: tuple[str, ...] = field(default=(), metadata={
+        "flag_value": "public",
+        "help": "Answer as Entra's own hosts: 'public' (login.microsoftonline.com, login.windows.net, "
+                "login.microsoft.com) or host names (comma-separated). Puts them in the certificate, makes the "
+                "first the public URL (the issuer) and listens on 443 unless a port is given. Route the names "
+                "to fakests yourself (hosts file, compose network aliases)."})
     export_ca: Path | None = field(
         default=None, metadata={"help": "Also write the CA certificate here at start (a volume shared with clients)."})
     signing_key: Path | None = field(default=None, metadata={"help": "PEM with an RSA key and certificate."})
@@ -76,6 +82,15 @@ class Settings:
         if self.admin_token is not None and not self.admin_token.strip():
             raise ConfigError("admin_token", "", "is empty (an unset variable?): give a token, point "
                               "admin_token_file at one, or leave it out (an open admin API on loopback only)")
+
+    def impersonating(self, *, port_given: bool) -> Settings:
+        """These settings with ``impersonate`` applied: the hosts in the certificate, the first as the public
+        URL (unless one is set), port 443 (unless one was given). The same settings without it."""
+        if not self.impersonate:
+            return self
+        hosts = impersonated_hosts(self.impersonate)
+        return replace(self, impersonate=hosts, tls_names=tuple(dict.fromkeys((*self.tls_names, *hosts))),
+                       public_url=self.public_url or f"https://{hosts[0]}", port=self.port if port_given else 443)
 
     def with_admin_token_file(self) -> Settings:
         """These settings with ``admin_token`` read from ``admin_token_file`` (if one is named)."""
@@ -120,6 +135,21 @@ class Settings:
             if var in environ:
                 out[f.name] = _cast(f.type, environ[var], "environment", var)
         return replace(base or cls(), **out)
+
+
+# Entra's public-cloud authority hosts, as MSAL and azure-identity know them (MSAL Python's
+# WELL_KNOWN_AUTHORITY_HOSTS; azure-identity's AzureAuthorityHosts.AZURE_PUBLIC_CLOUD), the first the one
+# issuers name. sts.windows.net only appears in v1 issuers; clients never connect to it.
+PUBLIC_CLOUD_HOSTS = ("login.microsoftonline.com", "login.windows.net", "login.microsoft.com")
+
+
+def impersonated_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``impersonate`` with ``public`` expanded to the public cloud's hosts, lower-case, in order, once each."""
+    out: list[str] = []
+    for name in names:
+        public = name.lower() in ("public", "1", "true", "yes", "on")  # FAKESTS_IMPERSONATE=1 means the same
+        out += PUBLIC_CLOUD_HOSTS if public else [name.lower()]
+    return tuple(dict.fromkeys(out))
 
 
 def _cast(kind: Any, raw: Any, source: str, key: str) -> Any:

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from ..state.directory import MSA_TENANT_ID, SPECIAL_TENANTS
 from ..state.sandbox import DeviceGrant
+from ..state.settings import PUBLIC_CLOUD_HOSTS
 from . import pages
 from .clientauth import find_app
 from .context import StsRequest
@@ -128,6 +129,12 @@ async def instance_discovery(ctx: StsRequest) -> Response:
     endpoint = ctx.get("authorization_endpoint")
     own = urlparse(ctx.origin)
     aliases = sorted({own.netloc, own.hostname or own.netloc})
+    preferred_cache = own.netloc
+    impersonated = ctx.sandbox.settings.impersonate
+    if impersonated:  # Entra's own alias group for the hosts fakests answers as (entra-wire.md §1.5)
+        public = own.hostname in PUBLIC_CLOUD_HOSTS
+        aliases = [*impersonated, *(["sts.windows.net"] if public else [])]
+        preferred_cache = "login.windows.net" if public else own.netloc
     if endpoint:
         try:
             target = urlparse(endpoint)
@@ -144,7 +151,7 @@ async def instance_discovery(ctx: StsRequest) -> Response:
     body = {
         "tenant_discovery_endpoint": discovery,
         "api-version": ctx.get("api-version") or "1.1",
-        "metadata": [{"preferred_network": own.netloc, "preferred_cache": own.netloc, "aliases": aliases}],
+        "metadata": [{"preferred_network": own.netloc, "preferred_cache": preferred_cache, "aliases": aliases}],
     }
     return EntraJSON(body, headers=DISCOVERY_HEADERS)
 
