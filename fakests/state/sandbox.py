@@ -526,14 +526,21 @@ class Sandboxes:
                     self.store.expire_grants(time.time())
                 self.expire_idle()
 
-    def resolve(self, segment: str, client_id: str | None) -> tuple[Sandbox, Tenant | None]:
+    def resolve(self, segment: str, client_id: str | None, *, pinned: str | None = None,
+                ) -> tuple[Sandbox, Tenant | None]:
         """The sandbox and tenant a request is for. Tenant is None for the multi-tenant segments
         (``common``, ``organizations``, ``consumers``); an unknown tenant resolves to the client's
         (or the default) sandbox with tenant None and ``segment`` not special, which callers turn
-        into AADSTS90002."""
+        into AADSTS90002. ``pinned``: the sandbox that answers whatever the request names (in-process
+        interception), if it is alive."""
         self.sync()
         self.expire_soon()
         seg = segment.lower()
+        held = self._by_id.get(pinned) if pinned is not None else None
+        if held is not None:
+            if seg in SPECIAL_TENANTS:
+                return held, None
+            return held, held.directory.tenant_by_segment(seg)
         by_client = self._by_client.get(client_id or "") or self.default
         if seg in SPECIAL_TENANTS:
             return by_client, None

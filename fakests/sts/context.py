@@ -33,6 +33,9 @@ from .errors import StsError, internal_error, render_json, render_page
 from .ids import RequestIds
 
 log = logging.getLogger("fakests.requests")
+# An ASGI scope entry naming the sandbox that answers, whatever tenant or client the request names: set by
+# in-process interception (``testing.intercept``), where requests name an app's own fixed ids.
+SANDBOX_KEY = "fakests.sandbox"
 MAX_INTERNAL_ERRORS = 100  # per sandbox
 
 Handler = Callable[["StsRequest"], Awaitable[Response]]
@@ -205,7 +208,8 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             # client's id when neither of the others did changes them.
             if ids.client_request_id is None and (form.get("client-request-id") or form.get("x-ms-client-request-id")):
                 ids = RequestIds.new(form)
-            sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"))
+            sandbox, tenant = sandboxes.resolve(segment, form.get("client_id") or query.get("client_id"),
+                                                pinned=request.scope.get(SANDBOX_KEY))
             sandbox.touch()
             ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now(),
                              headers=headers)
@@ -280,7 +284,7 @@ def _unparsed(request: Request, name: str, sandboxes: Sandboxes, segment: str, i
     """The context of a request rejected before its body was read (malformed or too large), so that
     it is journaled like any other: its sandbox is found from the path and the query alone."""
     query = dict(reversed(list(request.query_params.multi_items())))
-    sandbox, tenant = sandboxes.resolve(segment, query.get("client_id"))
+    sandbox, tenant = sandboxes.resolve(segment, query.get("client_id"), pinned=request.scope.get(SANDBOX_KEY))
     return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now(), headers=headers)
 
 

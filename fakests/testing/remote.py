@@ -177,6 +177,13 @@ class RemoteSandbox(StsSandbox):
     def add_app(self, app: App) -> App:  # pragma: no cover - directory objects are local; use the admin API
         raise NotImplementedError("add apps to a remote fakests with POST /_fakests/sandboxes/{id}/apps")
 
+    def add_tenant(self, tenant_id: str, *domains: str, display_name: str = "") -> Any:
+        raise NotImplementedError("add_tenant() and intercept() need fakests in the test's process, not FAKESTS_URL")
+
+    def intercept(self, hosts: tuple[str, ...] | None = None) -> Any:  # type: ignore[override]
+        raise NotImplementedError("intercept() answers in the test's process: it needs fakests there, not at "
+                                  "FAKESTS_URL (against a shared server, use fakests serve --impersonate)")
+
     @property
     def internal_errors(self) -> list[str]:
         count = int(self._refresh()["internal_errors"])

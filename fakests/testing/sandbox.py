@@ -26,7 +26,7 @@ import requests
 from ..failures import scenarios
 from ..failures.scripting import ArmedRule, arm, armed, build_rule
 from ..state import defaults
-from ..state.directory import App, Certificate, User
+from ..state.directory import App, Certificate, Tenant, User
 from ..state.journal import Journal
 from ..state.sandbox import Sandbox, Sandboxes
 from . import driver
@@ -36,6 +36,8 @@ from .transport import ASGIAdapter
 if TYPE_CHECKING:
     import msal
     from starlette.types import ASGIApp
+
+    from .intercept import Interception
 
 Role = Literal["daemon", "web", "api", "public"]
 _ROLES: dict[str, tuple[str, str | None]] = {
@@ -301,6 +303,25 @@ class StsSandbox:
         added = self.sandbox.directory.add_app(app)
         self._sandboxes.reindex(self.sandbox)
         return added
+
+    def add_tenant(self, tenant_id: str, *domains: str, display_name: str = "") -> Tenant:
+        """A tenant of this sandbox under a fixed id (an app's production tenant GUID and domains), for
+        ``intercept``; its tokens carry ``tid`` ``tenant_id``."""
+        tenant = self.sandbox.directory.add_tenant(Tenant(tenant_id.lower(), display_name or tenant_id,
+                                                          [d.lower() for d in domains]))
+        self._sandboxes.reindex(self.sandbox)
+        return tenant
+
+    @contextmanager
+    def intercept(self, hosts: tuple[str, ...] | None = None) -> Iterator[Interception]:
+        """Answer every ``requests`` and ``httpx`` call to Entra's hosts (``login.microsoftonline.com``,
+        ``login.windows.net``, ``login.microsoft.com``, or ``hosts``) from this sandbox, in this process,
+        while the block runs: the app keeps its production authority and needs no CA. Add its fixed ids
+        first (``add_tenant``, ``add_app``). ``testing/intercept.py`` says how."""
+        from .intercept import intercept
+
+        with intercept(self._app, self.sandbox_id, *(() if hosts is None else (tuple(hosts),))) as active:
+            yield active
 
     @property
     def internal_errors(self) -> list[str]:

@@ -28,6 +28,11 @@ _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 
 
+def shared_loop() -> asyncio.AbstractEventLoop:
+    """The event loop in-process requests run on (a daemon thread of its own)."""
+    return _shared_loop()
+
+
 def _shared_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _loop_lock:
@@ -43,7 +48,8 @@ class TransportFault(requests.ConnectionError):
 
 
 async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                    client: tuple[str, int] = ("127.0.0.1", 50000)) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                    client: tuple[str, int] = ("127.0.0.1", 50000), extra: Mapping[str, Any] | None = None,
+                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One HTTP exchange with an ASGI app: (status, raw headers, body)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -55,7 +61,7 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
         "scheme": parts.scheme, "path": parts.path or "/", "raw_path": (parts.path or "/").encode(),
         "query_string": parts.query.encode(), "root_path": "", "headers": raw_headers,
-        "server": (parts.hostname or "localhost", port), "client": client, INPROCESS_KEY: True,
+        "server": (parts.hostname or "localhost", port), "client": client, INPROCESS_KEY: True, **(extra or {}),
     }
     sent = False
     status = 500
@@ -103,9 +109,10 @@ class ASGIAdapter(HTTPAdapter):
     over a ``urllib3.HTTPResponse``), so cookies, ``raw`` and streaming behave the same; azure-core
     relies on ``response.raw``."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(max_retries=0)
         self.app = app
+        self.extra = dict(extra or {})  # ASGI scope entries of every request (the interception's sandbox)
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
@@ -113,7 +120,8 @@ class ASGIAdapter(HTTPAdapter):
         if isinstance(body, str):
             body = body.encode()
         future: Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = asyncio.run_coroutine_threadsafe(
-            call_asgi(self.app, request.method or "GET", request.url or "/", request.headers, body), _shared_loop())
+            call_asgi(self.app, request.method or "GET", request.url or "/", request.headers, body,
+                      extra=self.extra), _shared_loop())
         wait = timeout[1] if isinstance(timeout, tuple) else timeout
         try:
             status, headers, content = future.result(timeout=wait)

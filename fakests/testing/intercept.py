@@ -1,0 +1,123 @@
+"""In-process interception of Entra's host names, for pytest (the moto model).
+
+``with fake_sts.intercept():`` answers every request that ``requests`` (MSAL Python, azure-identity's
+default transport) or ``httpx`` (sync and async) sends to ``login.microsoftonline.com``,
+``login.windows.net`` or ``login.microsoft.com`` from this test's sandbox, in this process: no socket, no
+CA, no hosts file, and the app keeps its production authority. Other hosts are untouched. The sandbox
+answers whatever tenant and client the request names (an app's own fixed ids, which the test adds to
+its sandbox with ``add_tenant`` and ``add_app``), so tests with the same fixed ids stay isolated: a
+shared server routes by tenant segment, interception routes by test.
+
+How: ``requests.adapters.HTTPAdapter.send`` and httpx's ``HTTPTransport.handle_request`` /
+``AsyncHTTPTransport.handle_async_request`` are wrapped once; while an interception is active, a
+request to one of its hosts is handed to the ASGI app with the sandbox pinned in its scope
+(``sts.context.SANDBOX_KEY``). aiohttp (azure-identity's async default) is not intercepted yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from starlette.types import ASGIApp
+
+from ..state.settings import PUBLIC_CLOUD_HOSTS
+from ..sts.context import SANDBOX_KEY
+from .transport import ASGIAdapter, call_asgi, shared_loop
+
+_active: list[Interception] = []  # innermost last; tests in one process run one at a time
+_lock = threading.Lock()
+_installed = False
+
+
+class Interception:
+    """One active interception: the app that answers, the sandbox it pins, the hosts it takes."""
+
+    def __init__(self, app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.sandbox_id = sandbox_id
+        self.hosts = frozenset(h.lower() for h in hosts)
+        self.adapter = ASGIAdapter(app, extra={SANDBOX_KEY: sandbox_id})
+        self.requests = 0  # how many requests it answered
+
+    def takes(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme == "https" and (parts.hostname or "") in self.hosts
+
+
+def _current(url: str) -> Interception | None:
+    return next((i for i in reversed(_active) if i.takes(url)), None)
+
+
+def _install() -> None:
+    """Wrap the transports once; with no interception active they behave exactly as before."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        original_send = HTTPAdapter.send
+
+        def send(self: HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+            active = None if isinstance(self, ASGIAdapter) else _current(request.url or "")
+            if active is None:
+                return original_send(self, request, *args, **kwargs)
+            active.requests += 1
+            return active.adapter.send(request, *args, **kwargs)
+
+        HTTPAdapter.send = send  # type: ignore[method-assign]
+        _install_httpx()
+        _installed = True
+
+
+def _install_httpx() -> None:
+    try:
+        import httpx
+    except ImportError:  # httpx is optional: nothing to intercept
+        return
+
+    def answer(active: Interception, request: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
+        active.requests += 1
+        return asyncio.run_coroutine_threadsafe(
+            call_asgi(active.app, request.method, str(request.url), headers, request.read(),
+                      extra={SANDBOX_KEY: active.sandbox_id}), shared_loop()).result(timeout=60)
+
+    sync_handle = httpx.HTTPTransport.handle_request
+
+    def handle_request(self: Any, request: Any) -> Any:
+        active = _current(str(request.url))
+        if active is None:
+            return sync_handle(self, request)
+        status, headers, body = answer(active, request)
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    async_handle = httpx.AsyncHTTPTransport.handle_async_request
+
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        active = _current(str(request.url))
+        if active is None:
+            return await async_handle(self, request)
+        await request.aread()
+        status, headers, body = await asyncio.get_running_loop().run_in_executor(None, answer, active, request)
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
+
+
+@contextmanager
+def intercept(app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...] = PUBLIC_CLOUD_HOSTS) -> Iterator[Interception]:
+    """Answer requests to ``hosts`` from ``sandbox_id`` in ``app`` while the block runs."""
+    _install()
+    active = Interception(app, sandbox_id, hosts)
+    _active.append(active)
+    try:
+        yield active
+    finally:
+        _active.remove(active)
