@@ -101,6 +101,14 @@ def fake_sts(fake_sts_server: FakeSTS | None) -> Iterator[StsSandbox]:
             "(client_id, tenant...), and that the client used this test's authority"), stacklevel=1)
 
 
+@pytest.fixture
+def fake_sts_intercepted(fake_sts: StsSandbox) -> Iterator[StsSandbox]:
+    """``fake_sts`` with ``fake_sts.intercept()`` active for the whole test: calls to Entra's own hosts are
+    answered by this test's sandbox in-process (add the app's fixed ids with ``add_tenant``/``add_app``)."""
+    with fake_sts.intercept():
+        yield fake_sts
+
+
 def _default_ids_used(default: Sandbox, since: int) -> list[JournalEntry]:
     """Requests since ``since`` that named the default sandbox's own tenants or apps (the README's fixed
     ids). Requests that name neither (the user-realm lookup, ``/common`` discovery, the device login

@@ -120,6 +120,14 @@ def test_httpx_sync_and_async_are_intercepted_and_other_hosts_are_not(app_ids: S
     assert active.requests == 2
 
 
+def test_the_fixture_intercepts_for_the_whole_test(fake_sts_intercepted: StsSandbox) -> None:
+    fake_sts_intercepted.add_tenant(APP_TENANT, APP_DOMAIN)
+    fake_sts_intercepted.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
+                                     secrets=[Secret(APP_SECRET)]))
+    assert "access_token" in app_token_with_msal()
+    assert [e.client_id for e in fake_sts_intercepted.journal.entries("token")] == [APP_CLIENT_ID]
+
+
 def test_two_sandboxes_with_the_same_fixed_ids_stay_apart(app_ids: StsSandbox, fake_sts_server: Any) -> None:
     """Interception routes by test, not by tenant: another sandbox with the same ids never sees this one's
     rules or requests."""
