@@ -113,10 +113,14 @@ class Runtime:
         store.on_lost = self.reoffer  # type: ignore[attr-defined]
 
         def watch() -> None:
-            while True:
+            misses = 0
+            while misses < 60:  # a store gone for a minute: leave it to the epoch check of each sync
                 time.sleep(1.0)
-                with contextlib.suppress(Exception):  # a store that does not answer is the breaker's business
+                try:
                     store.check_epoch()  # type: ignore[attr-defined]
+                    misses = 0
+                except Exception:  # a store that does not answer is the breaker's business
+                    misses += 1
 
         threading.Thread(target=watch, name="fakests-store-epoch", daemon=True).start()
 
