@@ -1,0 +1,122 @@
+"""``examples/entra_app``: an app written like production code, proven unmodified in both ways fakests offers.
+
+In pytest the test adds the app's own ids to its sandbox and intercepts (``fake_sts.intercept()``); against
+a server, ``fakests serve --impersonate`` answers as ``login.microsoftonline.com`` inside a private
+network and mount namespace (``unshare``) whose ``/etc/hosts`` sends Entra's names to it, for the Python
+app and the Node one. Each time AADSTS70012 is armed, the app's retries and the correlation id it shows
+are checked against fakests' journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jwt
+import pytest
+
+from examples.entra_app import app as entra_app
+from fakests import App, StsSandbox
+from fakests.state.directory import Secret
+
+EXAMPLE = Path(entra_app.__file__).resolve().parent
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+@pytest.fixture
+def sandbox(fake_sts: StsSandbox, monkeypatch: pytest.MonkeyPatch) -> StsSandbox:
+    """This test's sandbox with the app's production ids, and its environment as production sets it."""
+    fake_sts.add_tenant(entra_app.TENANT_ID, entra_app.TENANT_DOMAIN)
+    fake_sts.add_app(App(client_id=entra_app.CLIENT_ID, display_name="Entra example app",
+                         tenant_id=entra_app.TENANT_ID, secrets=[Secret(entra_app.CLIENT_SECRET)]))
+    for name, value in (("AZURE_TENANT_ID", entra_app.TENANT_ID), ("AZURE_CLIENT_ID", entra_app.CLIENT_ID),
+                        ("AZURE_CLIENT_SECRET", entra_app.CLIENT_SECRET)):
+        monkeypatch.setenv(name, value)
+    return fake_sts
+
+
+def test_the_msal_app_retries_70012_and_gets_its_token(sandbox: StsSandbox, caplog: pytest.LogCaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(entra_app.time, "sleep", lambda seconds: None)  # the backoff, not waited in a test
+    sandbox.fail("token", aadsts=70012, times=2)
+    with caplog.at_level(logging.WARNING, logger="entra_app"), sandbox.intercept():
+        token = entra_app.graph_token()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["tid"], claims["appid"]) == (entra_app.TENANT_ID, entra_app.CLIENT_ID)
+    assert [e.status for e in sandbox.journal.entries("token")] == [500, 500, 200]
+    assert [r.getMessage() for r in caplog.records] == [
+        "sign-in attempt 1 of 3 failed: HTTP Error: 500", "sign-in attempt 2 of 3 failed: HTTP Error: 500"]
+
+
+def test_the_azure_identity_app_shows_the_correlation_id_when_entra_keeps_failing(sandbox: StsSandbox) -> None:
+    sandbox.fail("token", aadsts=70012, times=1)
+    with sandbox.intercept():
+        assert entra_app.graph_token_azure()  # azure-identity retried the 500 itself
+    assert [e.status for e in sandbox.journal.entries("token")] == [500, 200]
+    sandbox.journal.clear()
+    sandbox.fail("token", aadsts=7000222)  # the secret expired: no retry helps
+    with sandbox.intercept(), pytest.raises(entra_app.SignInFailed) as failed:
+        entra_app.graph_token_azure()
+    last = sandbox.journal.entries("token")[-1]
+    assert failed.value.correlation_id == last.correlation_id and last.status == 401
+    assert "AADSTS7000222" in str(failed.value) and last.correlation_id in str(failed.value)
+
+
+def test_the_python_and_node_apps_against_fakests_serve_impersonate(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        reason = "needs root and unshare (a private network and mount namespace with its own /etc/hosts)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 login.microsoftonline.com login.windows.net login.microsoft.com\n")
+    scenario = tmp_path / "twice-70012.yaml"
+    scenario.write_text(textwrap.dedent(f"""\
+        name: twice-70012
+        rules:
+          - id: msa-server-error
+            match: {{endpoint: token, client_id: {entra_app.CLIENT_ID}}}
+            response: {{aadsts: 70012}}
+            schedule: {{times: 2}}
+        """))
+    node = shutil.which("node") if (NODE_DIR / "node_modules" / "@azure" / "msal-node").is_dir() else None
+    state, python, repo = tmp_path / "state", sys.executable, EXAMPLE.parents[1]
+    script = textwrap.dedent(f"""\
+        set -eu
+        ip link set lo up
+        mount --bind {hosts} /etc/hosts
+        {python} -m fakests serve --impersonate --state-dir {state} --config {EXAMPLE / 'fakests.yaml'} \\
+            --scenarios {scenario} --no-log-requests > {tmp_path}/serve.log 2>&1 &
+        server=$!
+        trap 'kill $server' EXIT
+        for i in $(seq 1 100); do
+            {python} -m fakests health --port 443 --state-dir {state} >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        bundle=$({python} -m fakests ca --bundle --state-dir {state})
+        export REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle NODE_EXTRA_CA_CERTS={state}/tls/ca.pem
+        cd {repo} && {python} -m examples.entra_app.app
+        {f"cp {EXAMPLE / 'token.mjs'} {NODE_DIR}/entra-app-token.mjs && cd {NODE_DIR} && {node} entra-app-token.mjs"
+         if node else "echo no-node"}
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKESTS_", "REQUESTS_CA", "SSL_CERT"))}
+    env |= {"AZURE_TENANT_ID": entra_app.TENANT_ID, "AZURE_CLIENT_ID": entra_app.CLIENT_ID,
+            "AZURE_CLIENT_SECRET": entra_app.CLIENT_SECRET}
+    try:
+        done = subprocess.run(["unshare", "--net", "--mount", "bash", "-c", script], capture_output=True, text=True,
+                              timeout=180, env=env)
+    finally:
+        (NODE_DIR / "entra-app-token.mjs").unlink(missing_ok=True)
+    log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n--- fakests:\n{log}"
+    # The scripted 70012 twice: the MSAL app's first two attempts failed and it retried; then each client got in.
+    assert done.stderr.count("sign-in attempt") == 2, done.stderr
+    assert "msal: eyJ" in done.stdout and "azure-identity: eyJ" in done.stdout, done.stdout
+    if node:
+        assert (f"msal-node token for {entra_app.CLIENT_ID} from https://sts.windows.net/{entra_app.TENANT_ID}/"
+                in done.stdout), done.stdout
