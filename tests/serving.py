@@ -6,6 +6,7 @@ import contextlib
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -178,3 +179,38 @@ def redis_server(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)  # a test may have stopped it
         stop(proc)
+
+
+# --- fakests serve --impersonate in a private network and mount namespace ---------------------------------
+ENTRA_HOSTS = "127.0.0.1 localhost\n127.0.0.1 login.microsoftonline.com login.windows.net login.microsoft.com\n"
+
+
+def run_impersonating(tmp_path: Path, serve_args: list[str], then: str,
+                      env: Mapping[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``fakests serve --impersonate SERVE_ARGS`` in a network and mount namespace of its own (``unshare``)
+    whose ``/etc/hosts`` sends Entra's names to it (the machine's own is untouched), then the shell lines
+    ``then`` with the CA variables set. Returns the run and fakests' log.
+    Skips without root and unshare; under CI that is a failure."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        reason = "needs root and unshare (a private network and mount namespace with its own /etc/hosts)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    hosts, state, log = tmp_path / "hosts", tmp_path / "state", tmp_path / "serve.log"
+    hosts.write_text(ENTRA_HOSTS)
+    python = sys.executable
+    args = " ".join(shlex.quote(a) for a in serve_args)
+    script = (
+        "set -eu\nip link set lo up\n"
+        f"mount --bind {hosts} /etc/hosts\n"
+        f"{python} -m fakests serve --impersonate --state-dir {state} --no-log-requests {args} > {log} 2>&1 &\n"
+        "server=$!\ntrap 'kill $server' EXIT\n"
+        f"for i in $(seq 1 100); do {python} -m fakests health --port 443 --state-dir {state} >/dev/null 2>&1 "
+        "&& break; sleep 0.1; done\n"
+        f"bundle=$({python} -m fakests ca --bundle --state-dir {state})\n"
+        f"export REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle NODE_EXTRA_CA_CERTS={state}/tls/ca.pem\n"
+        + then)
+    clean = {k: v for k, v in env.items() if not k.startswith(("FAKESTS_", "REQUESTS_CA", "SSL_CERT"))}
+    done = subprocess.run(["unshare", "--net", "--mount", "bash", "-c", script], capture_output=True, text=True,
+                          timeout=180, env=clean)
+    return done, log.read_text() if log.exists() else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from examples.entra_app import app as entra_app
 from fakests import App, StsSandbox
 from fakests.state.directory import Secret
+from tests.serving import run_impersonating
 
 EXAMPLE = Path(entra_app.__file__).resolve().parent
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -68,13 +68,6 @@ def test_the_azure_identity_app_shows_the_correlation_id_when_entra_keeps_failin
 
 
 def test_the_python_and_node_apps_against_fakests_serve_impersonate(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        reason = "needs root and unshare (a private network and mount namespace with its own /etc/hosts)"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 login.microsoftonline.com login.windows.net login.microsoft.com\n")
     scenario = tmp_path / "twice-70012.yaml"
     scenario.write_text(textwrap.dedent(f"""\
         name: twice-70012
@@ -87,36 +80,19 @@ def test_the_python_and_node_apps_against_fakests_serve_impersonate(tmp_path: Pa
     node = shutil.which("node") if (NODE_DIR / "node_modules" / "@azure" / "identity").is_dir() else None
     if node is None and os.environ.get("CI"):
         pytest.fail("node and tests/node's packages are needed (npm ci --prefix tests/node)", pytrace=False)
-    state, python, repo = tmp_path / "state", sys.executable, EXAMPLE.parents[1]
-    script = textwrap.dedent(f"""\
-        set -eu
-        ip link set lo up
-        mount --bind {hosts} /etc/hosts
-        {python} -m fakests serve --impersonate --state-dir {state} --config {EXAMPLE / 'fakests.yaml'} \\
-            --scenarios {scenario} --no-log-requests > {tmp_path}/serve.log 2>&1 &
-        server=$!
-        trap 'kill $server' EXIT
-        for i in $(seq 1 100); do
-            {python} -m fakests health --port 443 --state-dir {state} >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        bundle=$({python} -m fakests ca --bundle --state-dir {state})
-        export REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle NODE_EXTRA_CA_CERTS={state}/tls/ca.pem
-        cd {repo} && {python} -m examples.entra_app.app
-        {f"cp {EXAMPLE / 'token.mjs'} {NODE_DIR}/entra-app-token.mjs && cp {EXAMPLE / 'identity.mjs'} "
-         f"{NODE_DIR}/entra-app-identity.mjs && cd {NODE_DIR} && {node} entra-app-token.mjs && "
-         f"{node} entra-app-identity.mjs" if node else "echo no-node"}
-    """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKESTS_", "REQUESTS_CA", "SSL_CERT"))}
-    env |= {"AZURE_TENANT_ID": entra_app.TENANT_ID, "AZURE_CLIENT_ID": entra_app.CLIENT_ID,
-            "AZURE_CLIENT_SECRET": entra_app.CLIENT_SECRET}
+    then = f"cd {EXAMPLE.parents[1]} && {sys.executable} -m examples.entra_app.app\n"
+    if node:
+        for script in ("token.mjs", "identity.mjs"):  # run where tests/node's packages resolve
+            copy = NODE_DIR / f"entra-app-{script}"
+            then += f"cp {EXAMPLE / script} {copy} && (cd {NODE_DIR} && {node} {copy.name})\n"
+    env = {**os.environ, "AZURE_TENANT_ID": entra_app.TENANT_ID, "AZURE_CLIENT_ID": entra_app.CLIENT_ID,
+           "AZURE_CLIENT_SECRET": entra_app.CLIENT_SECRET}
     try:
-        done = subprocess.run(["unshare", "--net", "--mount", "bash", "-c", script], capture_output=True, text=True,
-                              timeout=180, env=env)
+        done, log = run_impersonating(tmp_path, ["--config", str(EXAMPLE / "fakests.yaml"), "--scenarios",
+                                                 str(scenario)], then, env)
     finally:
-        for copied in ("entra-app-token.mjs", "entra-app-identity.mjs"):
-            (NODE_DIR / copied).unlink(missing_ok=True)
-    log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
+        for script in ("token.mjs", "identity.mjs"):
+            (NODE_DIR / f"entra-app-{script}").unlink(missing_ok=True)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n--- fakests:\n{log}"
     # The scripted 70012 twice: the MSAL app's first two attempts failed and it retried; then each client got in.
     assert done.stderr.count("sign-in attempt") == 2, done.stderr

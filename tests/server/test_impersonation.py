@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import pytest
-
 from fakests.state import defaults as d
+from tests.serving import run_impersonating
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
@@ -62,42 +59,18 @@ console.log("msal-node", claims.iss);
 
 
 def test_unmodified_clients_get_tokens_from_fakests_as_login_microsoftonline_com(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        reason = "needs root and unshare (a private network and mount namespace with its own /etc/hosts)"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 login.microsoftonline.com login.windows.net login.microsoft.com\n")
     (tmp_path / "client.py").write_text(CLIENT)
     node = shutil.which("node") if (NODE_DIR / "node_modules" / "@azure" / "msal-node").is_dir() else None
     if node:
         (NODE_DIR / "impersonation-check.mjs").write_text(NODE_CLIENT)
-    state, python = tmp_path / "state", sys.executable
-    script = textwrap.dedent(f"""\
-        set -eu
-        ip link set lo up
-        mount --bind {hosts} /etc/hosts
-        {python} -m fakests serve --impersonate --state-dir {state} --no-log-requests > {tmp_path}/serve.log 2>&1 &
-        server=$!
-        trap 'kill $server' EXIT
-        for i in $(seq 1 100); do
-            {python} -m fakests health --port 443 --state-dir {state} >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        bundle=$({python} -m fakests ca --bundle --state-dir {state})
-        export REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle NODE_EXTRA_CA_CERTS={state}/tls/ca.pem
-        export AZURE_TENANT_ID={d.TENANT_ID} AZURE_CLIENT_ID={d.DAEMON_ID} AZURE_CLIENT_SECRET={d.DAEMON_SECRET}
-        {python} {tmp_path}/client.py
-        {f"cd {NODE_DIR} && {node} impersonation-check.mjs" if node else "echo no-node"}
-    """)
+    then = (f"export AZURE_TENANT_ID={d.TENANT_ID} AZURE_CLIENT_ID={d.DAEMON_ID} "
+            f"AZURE_CLIENT_SECRET={d.DAEMON_SECRET}\n{sys.executable} {tmp_path}/client.py\n"
+            + (f"cd {NODE_DIR} && {node} impersonation-check.mjs\n" if node else "echo no-node\n"))
     try:
-        done = subprocess.run(["unshare", "--net", "--mount", "bash", "-c", script], capture_output=True, text=True,
-                              timeout=180, env={k: v for k, v in os.environ.items()
-                                                if not k.startswith(("FAKESTS_", "AZURE_", "REQUESTS_CA", "SSL_CERT"))})
+        done, log = run_impersonating(tmp_path, [], then, {k: v for k, v in os.environ.items()
+                                                           if not k.startswith("AZURE_")})
     finally:
         (NODE_DIR / "impersonation-check.mjs").unlink(missing_ok=True)
-    log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n--- fakests:\n{log}"
     assert f"msal {d.DAEMON_ID}" in done.stdout and f"azure-identity {d.DAEMON_ID}" in done.stdout, done.stdout
     if node:
