@@ -219,31 +219,19 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
                 response = await answer if inspect.isawaitable(answer) else answer
             if response is None:
                 response = await handler(ctx)
-        except StoreUnavailable as unavailable:
-            # Replicas whose shared store does not answer: Entra's answer for a backend it cannot reach,
-            # with Retry-After, rather than a 500 that fails the test (entra-wire.md: 90033 is transient).
-            exc = StsError(90033, headers={"Retry-After": str(unavailable.retry_after)})
-            if ctx is None:
-                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
-            ctx.notes.update(aadsts=exc.code, error=exc.error)
-            response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
         except ClientDisconnect:
             # The client gave up mid-body: nobody reads an answer, but the journal shows what it did.
             ctx = ctx or _unparsed(request, name, sandboxes, segment, ids, origin, headers)
             ctx.notes.update(error="client_disconnected")
             response = Response(status_code=499)  # nginx's "client closed request"; never sent
-        except BodyTooLarge:
-            if ctx is None:  # rejected while reading the body: journal it all the same
-                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
-            exc = StsError(9002313, status=413, detail="The request body is too large.")
-            ctx.notes.update(aadsts=exc.code, error=exc.error)
-            response = render_json(exc, ids, ctx.now, origin)
-        except StsError as exc:
+        except (StsError, BodyTooLarge, StoreUnavailable) as raised:
+            exc = _as_sts_error(raised)
             if ctx is None:  # rejected while reading the body: journal it all the same
                 ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
             ctx.notes.setdefault("aadsts", exc.code)
             ctx.notes.setdefault("error", exc.error)
-            response = render_page(exc, ids, ctx.now) if errors == "page" else render_json(exc, ids, ctx.now, origin)
+            page = errors == "page" and not isinstance(raised, BodyTooLarge)
+            response = render_page(exc, ids, ctx.now) if page else render_json(exc, ids, ctx.now, origin)
         except Exception:
             text = traceback.format_exc()
             # Kept for the fixture to fail the test with; the first ones say what broke, so a flood of
@@ -269,6 +257,18 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
 
     endpoint.__name__ = name
     return endpoint
+
+
+def _as_sts_error(raised: Exception) -> StsError:
+    """The Entra error a refused request gets: its own, 9002313/413 for a body over ``max_body``, or, when
+    the shared store does not answer (replicas), Entra's 503 for a backend it cannot reach, with
+    Retry-After, rather than a 500 that fails the test (AADSTS90033 is transient)."""
+    if isinstance(raised, StsError):
+        return raised
+    if isinstance(raised, BodyTooLarge):
+        return StsError(9002313, status=413, detail="The request body is too large.")
+    assert isinstance(raised, StoreUnavailable)
+    return StsError(90033, headers={"Retry-After": str(raised.retry_after)})
 
 
 def _lost(sandbox: Sandbox) -> None:
