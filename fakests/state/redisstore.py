@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError, StoreUnavailable
 from .journal import JournalEntry, entry_from_row
-from .store import LOG_KEEP
+from .store import LOG_KEEP, Store
 
 try:
     import redis
@@ -432,10 +432,9 @@ class RedisStore:
         return time.time()
 
 
-for _name in ("share", "check_epoch", "version", "save_sandbox", "seed_sandbox", "drop_sandbox", "touch_sandboxes",
-              "idle_sandboxes", "sandboxes", "sandbox_versions", "sandbox_changes", "load_sandbox", "put_grant",
-              "get_grant", "claim_grant", "update_grant", "find_grant", "delete_grant", "expire_grants",
-              "rule_state", "save_rule_state", "clear_rules", "prune_rules", "record", "journal", "journal_count",
-              "clear_journal", "add_error", "errors"):
+# Every call of the Store protocol goes through the breaker, but for these: ``exclusive`` guards its own lock
+# calls, ``signal`` asks no one, ``record_soon`` calls ``record``.
+_UNGUARDED = {"exclusive", "signal", "record_soon"}
+for _name in [n for n, v in vars(Store).items() if callable(v) and not n.startswith("_") and n not in _UNGUARDED]:
     setattr(RedisStore, _name, _guarded(getattr(RedisStore, _name)))
-
+RedisStore.check_epoch = _guarded(RedisStore.check_epoch)  # type: ignore[method-assign]
