@@ -29,11 +29,7 @@ _loop_lock = threading.Lock()
 
 
 def shared_loop() -> asyncio.AbstractEventLoop:
-    """The event loop in-process requests run on (a daemon thread of its own)."""
-    return _shared_loop()
-
-
-def _shared_loop() -> asyncio.AbstractEventLoop:
+    """The event loop in-process requests run on (a daemon thread of its own, made on first use)."""
     global _loop
     with _loop_lock:
         if _loop is None:
@@ -121,7 +117,7 @@ class ASGIAdapter(HTTPAdapter):
             body = body.encode()
         future: Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = asyncio.run_coroutine_threadsafe(
             call_asgi(self.app, request.method or "GET", request.url or "/", request.headers, body,
-                      extra=self.extra), _shared_loop())
+                      extra=self.extra), shared_loop())
         wait = timeout[1] if isinstance(timeout, tuple) else timeout
         try:
             status, headers, content = future.result(timeout=wait)
