@@ -218,9 +218,11 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
             f"    result = app.acquire_token_for_client(scopes=[{scope!r}])",
             "    print(result.get('access_token') or result)", ""]
     if tls:
-        q, b = shlex.quote(ca), shlex.quote(str(_bundle(tls.ca)))  # the bundle: public CAs plus fakests'
+        # The bundle (public CAs plus fakests') is made by the command, not at every start.
+        q, state = shlex.quote(ca), shlex.quote(str(s.state_dir))
         out += ["Trust the CA elsewhere (or: eval \"$(fakests env)\"; fakests env explains .NET and Java):",
-                f"  export REQUESTS_CA_BUNDLE={b} SSL_CERT_FILE={b} NODE_EXTRA_CA_CERTS={q}", ""]
+                f"  bundle=$(fakests ca --bundle --state-dir {state})",
+                f"  export REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle NODE_EXTRA_CA_CERTS={q}", ""]
     if admin_token:
         out += [f"Admin token for /_fakests/ (shown once): Authorization: Bearer {admin_token}", ""]
     out.append(f"Ready on {base} (Ctrl+C to stop).")

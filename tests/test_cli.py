@@ -198,6 +198,13 @@ def test_banner_for_the_default_directory(tmp_path: Path, served: list[tuple[Run
     for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
         assert var in text
     assert "Admin token" not in text
+    # The trust lines work as printed: the bundle holds the public CAs and fakests' CA.
+    lines = text.split("fakests env explains .NET and Java):\n", 1)[1].split("\n\n", 1)[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    shell = subprocess.run(["bash", "-c", lines + '\nprintf "%s\\n" "$REQUESTS_CA_BUNDLE" "$NODE_EXTRA_CA_CERTS"'],
+                           capture_output=True, text=True, timeout=60, env=env)
+    bundle, ca = shell.stdout.split()
+    assert (tmp_path / "tls" / "ca.pem").read_text().strip() in Path(bundle).read_text() and Path(ca).is_file()
 
 
 def test_banner_names_the_dashboard_the_armed_scenarios_and_no_default_port(
