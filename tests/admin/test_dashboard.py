@@ -187,6 +187,21 @@ def row_of(page: Page, correlation_id: str) -> Locator:
     return rows(page).filter(has=page.locator("td.c-correlation_id", has_text=correlation_id))
 
 
+def test_dashboard_says_when_requests_could_not_be_journaled(fake_sts: StsSandbox, fake_sts_server: FakeSTS,
+                                                            page: Page) -> None:
+    """A full disk or an unreachable store loses journal rows (``tests/server/test_store_faults.py`` makes
+    that happen for real); the dashboard says so, since the journal it shows is then incomplete."""
+    page.goto(f"{fake_sts_server.url}/_fakests/dashboard?sandbox={fake_sts.sandbox_id}")
+    expect(page.locator("#status")).to_have_class(re.compile(r"\bok\b"))
+    expect(page.locator("#journal-lost")).to_have_text("")
+    fake_sts.sandbox.journal_lost = 3  # what the request path counts when a row cannot be written
+    try:
+        expect(page.locator("#journal-lost")).to_have_text("3 request(s) could not be journaled")
+        screenshot(page, "dashboard-5-journal-lost")
+    finally:
+        fake_sts.sandbox.journal_lost = 0  # else the fixture fails this test, as it should a real loss
+
+
 def test_dashboard_journal_filters_library_and_clear(fake_sts: StsSandbox, fake_sts_server: FakeSTS,
                                                      page: Page) -> None:
     sid = fake_sts.sandbox_id
