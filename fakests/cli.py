@@ -38,7 +38,7 @@ from .server.app import SETTINGS_ENV, create_app
 from .server.runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
 from .server.uvicorn import Server, configure_logging
 from .state import defaults as d
-from .state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate, Directory
+from .state.directory import FIRST_PARTY_APP_IDS, MSA_TENANT_ID, Certificate, Directory
 from .state.errors import ConfigError
 from .state.files import write_atomic
 from .state.keys import new_key_and_cert
@@ -168,7 +168,7 @@ def _config_apps(runtime: Runtime) -> tuple[list[str], str, str, str]:
              + ", ".join(f"{t.display_name} {t.tenant_id}" for t in directory.tenants.values() if not t.is_msa)]
     client, secret, resource = "<client_id>", "<secret>", "https://graph.microsoft.com"
     for app in directory.apps.values():
-        if app.client_id == GRAPH_APP_ID:
+        if app.client_id in FIRST_PARTY_APP_IDS:
             continue
         values = [s.value for s in app.secrets if s.expires_at is None or s.expires_at > time.time()]
         kind = "public client" if app.public_client else ", ".join(f"secret {v}" for v in values) or "no secret"

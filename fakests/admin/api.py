@@ -75,6 +75,8 @@ def directory_json(d: Directory) -> dict[str, Any]:
                      "region_scope": t.region_scope} for t in d.tenants.values()],
         "apps": [app_json(a) for a in d.apps.values()],
         "users": [user_json(u) for u in d.users.values()],
+        "managed_identities": [dataclasses.asdict(i) for i in d.identities.values()],
+        "hosted_on": d.hosted_on,
         "consents": [{"client_id": c, "resource": r, "scopes": sorted(s)} for (c, r), s in d.consents.items()],
         "user_consents": [{"oid": o, "client_id": c, "resource": r, "scopes": sorted(s)}
                           for (o, c, r), s in d.user_consents.items()],

@@ -23,7 +23,7 @@ from typing import Any
 import jwt
 
 from ..state import defaults
-from ..state.directory import GRAPH_APP_ID, App, Tenant, User
+from ..state.directory import FIRST_PARTY_APP_IDS, App, Tenant, User
 from ..state.errors import ConfigError
 from ..state.keys import SigningKey, new_key_and_cert
 from ..state.sandbox import Sandbox
@@ -174,7 +174,8 @@ def _resource(sandbox: Sandbox, audience: str | None, source: str) -> tuple[App,
                                                   "(register it, or override the aud claim)") from None
         return app, audience.rstrip("/")
     default = directory.apps.get(sandbox.id_map.get(defaults.API_ID, defaults.API_ID))
-    app = default or next((a for a in directory.apps.values() if a.identifier_uris and a.client_id != GRAPH_APP_ID),
+    app = default or next((a for a in directory.apps.values()
+                           if a.identifier_uris and a.client_id not in FIRST_PARTY_APP_IDS),
                           None) or directory.resource("https://graph.microsoft.com")
     return app, (app.identifier_uris or [app.client_id])[0]
 
@@ -189,6 +190,7 @@ def _client(sandbox: Sandbox, client_id: str | None, *, public: bool, source: st
     template = defaults.PUBLIC_ID if public else defaults.DAEMON_ID
     app = directory.apps.get(sandbox.id_map.get(template, template))
     if app is None:
-        app = next((a for a in directory.apps.values() if a.client_id != GRAPH_APP_ID and a.public_client == public),
+        app = next((a for a in directory.apps.values()
+                    if a.client_id not in FIRST_PARTY_APP_IDS and a.public_client == public),
                    None) or next(iter(directory.apps.values()))
     return app

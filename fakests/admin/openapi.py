@@ -13,7 +13,7 @@ import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from ..failures import scenarios
-from ..state.directory import App, Tenant, User
+from ..state.directory import App, ManagedIdentity, Tenant, User
 from ..state.journal import JournalEntry
 from . import mint
 from .api import JOURNAL_FILTERS
@@ -130,6 +130,8 @@ def _schemas() -> dict[str, Any]:
         "Directory": _object({
             "tenants": {"type": "array", "items": _dataclass_schema(Tenant)},
             "apps": {"type": "array", "items": _ref("App")}, "users": {"type": "array", "items": _ref("User")},
+            "managed_identities": {"type": "array", "items": _dataclass_schema(ManagedIdentity)},
+            "hosted_on": {**_STR, "description": "ARM id of the resource the managed-identity endpoints run on."},
             "consents": {"type": "array", "items": grant},
             "user_consents": {"type": "array", "items": _object({"oid": _STR, **grant["properties"]})},
             "role_assignments": {"type": "array", "items": assignment}}),

@@ -24,9 +24,11 @@ from typing import Any
 from ..state.errors import ConfigError
 from ..state.yamlfile import read_yaml
 from ..sts.catalog import CATALOG
+from ..sts.identity import IDENTITY_ENDPOINTS
 
+# The STS's endpoints, then the managed-identity endpoints (imds, app_service, azure_ml, cloud_shell).
 ENDPOINTS = ["any", "discovery", "instance_discovery", "userrealm", "jwks", "authorize", "token", "devicecode",
-             "device_login", "logout"]
+             "device_login", "logout", *IDENTITY_ENDPOINTS]
 MAX_BODY_DEPTH = 64  # levels of arrays and objects in a raw body; Entra's own bodies have three
 
 

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..admin import routes as admin
 from ..state.settings import Settings
-from ..sts import endpoints, signin
+from ..sts import endpoints, identity, signin
 from ..sts.context import origin_of
 from ..sts.context import sts_endpoint as sts
 from ..sts.errors import StsError, internal_error, render_json
@@ -53,6 +53,17 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
         Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
     ]
+
+
+def identity_routes() -> list[BaseRoute]:
+    """The managed-identity endpoints (``sts/identity.py``), served on a plain-HTTP origin of their own, as
+    Azure serves them: each path bare (the default sandbox) and under a tenant segment (that tenant's
+    sandbox), so that a test's environment variables name its own sandbox."""
+    out: list[BaseRoute] = []
+    for name, path in identity.IDENTITY_PATHS.items():
+        endpoint = sts(name, getattr(identity, name), render_error=identity.render_identity)
+        out += [Route(path, endpoint, methods=ANY), Route("/{tenant}" + path, endpoint, methods=ANY)]
+    return out
 
 
 async def _device_login_shortcut(request: Request) -> Response:
@@ -122,6 +133,17 @@ def worker_app() -> Starlette:
         configure_logging()
     store = open_store(settings) or SharedStore(settings.state_dir / SHARED_STORE)
     return create_app(runtime=Runtime.start(settings, store=store))
+
+
+def create_identity_app(runtime: Runtime, sts_origin: str) -> Starlette:
+    """The managed-identity app (``identity_routes``) on ``runtime``'s sandboxes; ``sts_origin`` is the STS
+    whose issuer its tokens carry."""
+    app = Starlette(routes=identity_routes(), middleware=[Middleware(_AsciiQuery)],
+                    exception_handlers={HTTPException: _http_error, Exception: _crash})
+    app.state.runtime = runtime
+    app.state.sandboxes = runtime.sandboxes
+    setattr(app.state, identity.STS_ORIGIN, sts_origin.rstrip("/"))
+    return app
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:

@@ -1,4 +1,5 @@
-"""The config file: YAML with settings and a directory (tenants, apps, users, consents, role assignments).
+"""The config file: YAML with settings and a directory (tenants, apps, users, managed identities, consents,
+role assignments).
 
 ``load_config`` is strict: an unknown key, a wrong type, a missing required field, a duplicate id, a
 reference to a tenant, app, user or permission that does not exist, bad YAML or a missing file raise
@@ -6,8 +7,10 @@ reference to a tenant, app, user or permission that does not exist, bad YAML or 
 that turns plain mappings into directory objects; the admin API uses it too, so a YAML file and a JSON
 request body accept the same fields (the field names of ``fakests.state.directory``'s dataclasses).
 
-Microsoft Graph and the Microsoft Account (MSA) tenant are always present. ``include_defaults: true``
-starts from the built-in default directory (``fakests.state.defaults``) and adds to it.
+Microsoft Graph, Azure's own resources (Resource Manager, Key Vault, Storage) and the Microsoft Account
+(MSA) tenant are always present. The first system-assigned managed identity is the one the
+managed-identity endpoints answer for (``Directory.hosted_on``) unless the defaults' VM is there.
+``include_defaults: true`` starts from the built-in default directory (``fakests.state.defaults``) and adds to it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,24 @@ from typing import Any, Literal, NoReturn, Union, get_args, get_origin, get_type
 
 from .config_schema import SCHEMA as SCHEMA  # the JSON Schema editors use (fakests schema config)
 from .defaults import default_directory
-from .directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
+from .directory import (
+    MSA_TENANT_ID,
+    App,
+    Certificate,
+    Directory,
+    ManagedIdentity,
+    Secret,
+    Tenant,
+    User,
+    azure_resource_apps,
+    graph_app,
+)
 from .errors import ConfigError
 from .settings import Settings
 from .yamlfile import read_yaml
 
-TOP_KEYS = ("settings", "include_defaults", "tenants", "apps", "users", "consents", "role_assignments")
+TOP_KEYS = ("settings", "include_defaults", "tenants", "apps", "users", "managed_identities", "consents",
+            "role_assignments")
 # Entra's ids are GUIDs, and clients (and the tid/oid claims' consumers) treat them as such.
 GUID_FIELDS = frozenset({"tenant_id", "client_id", "oid", "object_id"})
 
@@ -204,6 +219,23 @@ class DirectoryReader:
             self.fail(_join(key, "oid"), f"duplicate oid {values['oid']!r}")
         return User(**values)
 
+    def identity(self, raw: Any, key: str) -> ManagedIdentity:
+        """A managed identity: ``client_id``, ``object_id`` (principal id), ``resource_id`` (an ARM id: the
+        Azure resource's for ``kind: system``, the identity's own for ``kind: user``), ``tenant_id``."""
+        values = self.mapping(raw, key, ManagedIdentity)
+        if values["client_id"] in self.directory.identities or values["client_id"] in self.directory.apps:
+            self.fail(_join(key, "client_id"), f"duplicate client_id {values['client_id']!r}")
+        if any(i.object_id == values["object_id"] for i in self.directory.identities.values()):
+            self.fail(_join(key, "object_id"), f"duplicate object_id {values['object_id']!r}")
+        self.known_tenant(values["tenant_id"], _join(key, "tenant_id"))
+        if not values["resource_id"].startswith("/subscriptions/"):
+            self.fail(_join(key, "resource_id"), "must be an Azure resource id (/subscriptions/.../providers/...), "
+                                                 f"got {values['resource_id']!r}")
+        taken = self.directory.identity(resource_id=values["resource_id"])
+        if taken is not None and (taken.kind == "user" or values.get("kind", "system") == "user"):
+            self.fail(_join(key, "resource_id"), f"resource {values['resource_id']!r} already has an identity")
+        return ManagedIdentity(**values)
+
     def resource(self, raw: Any, key: str) -> App:
         name = self.value(str, raw, key)
         try:
@@ -228,8 +260,10 @@ class DirectoryReader:
         user = self.directory.user(principal)
         if user is not None:
             principal = user.oid
-        elif principal not in self.directory.apps and self.directory.user_by_oid(principal) is None:
-            self.fail(_join(key, "principal"), f"no app client_id, user oid or username {principal!r}")
+        elif (principal not in self.directory.apps and principal not in self.directory.identities
+              and self.directory.user_by_oid(principal) is None):
+            self.fail(_join(key, "principal"), f"no app or managed identity client_id, user oid or username "
+                                               f"{principal!r}")
         resource = self.resource(values["resource"], _join(key, "resource"))
         self.offered(values["roles"], resource.app_roles, _join(key, "roles"), resource, "an app role")
         return principal, resource, values["roles"]
@@ -313,7 +347,8 @@ def load_config(path: Path, client_certificate: Certificate | None) -> LoadedCon
 
     base = default_directory(client_certificate)
     directory = base if include else Directory(tenants={MSA_TENANT_ID: base.tenants[MSA_TENANT_ID]},
-                                               apps={GRAPH_APP_ID: graph_app()})
+                                               apps={a.client_id: a
+                                                     for a in (graph_app(), *azure_resource_apps())})
     reader = DirectoryReader(directory, source, _file_certificates(path.parent, client_certificate, source))
     for key, item in _items(data, "tenants", source):
         directory.add_tenant(reader.tenant(item, key))
@@ -326,6 +361,10 @@ def load_config(path: Path, client_certificate: Certificate | None) -> LoadedCon
         directory.add_app(reader.app(item, key))
     for key, item in _items(data, "users", source):
         directory.add_user(reader.user(item, key))
+    for key, item in _items(data, "managed_identities", source):
+        identity = directory.add_identity(reader.identity(item, key))
+        if identity.kind == "system" and not directory.hosted_on:
+            directory.hosted_on = identity.resource_id
     for key, item in _items(data, "consents", source):
         client_id, resource, scopes = reader.consent(item, key)
         directory.grant(client_id, resource.client_id, scopes)

@@ -11,7 +11,7 @@ import types
 from dataclasses import MISSING, fields
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .directory import App, Tenant, User
+from .directory import App, ManagedIdentity, Tenant, User
 from .settings import Settings
 
 _SIMPLE: dict[Any, dict[str, Any]] = {str: {"type": "string"}, bool: {"type": "boolean"},
@@ -82,6 +82,7 @@ SCHEMA: dict[str, Any] = {
         "tenants": {"type": "array", "items": _object(Tenant)},
         "apps": {"type": "array", "items": _object(App, _APP_SPECIAL)},
         "users": {"type": "array", "items": _object(User)},
+        "managed_identities": {"type": "array", "items": _object(ManagedIdentity)},
         "consents": {"type": "array", "items": _GRANT},
         "role_assignments": {"type": "array", "items": _ROLES},
     },

@@ -6,7 +6,18 @@ copy of it. The README's table lists the same values; ``tests/test_defaults.py``
 
 from __future__ import annotations
 
-from .directory import MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
+from .directory import (
+    MSA_TENANT_ID,
+    App,
+    Certificate,
+    Directory,
+    ManagedIdentity,
+    Secret,
+    Tenant,
+    User,
+    azure_resource_apps,
+    graph_app,
+)
 
 TENANT_ID = "fa7e0000-0000-4000-8000-000000000001"
 TENANT_DOMAIN = "contoso.onmicrosoft.com"
@@ -24,9 +35,22 @@ PASSWORD = "P@ssw0rd-fakests"
 
 API_URI = "api://fakests-api"
 
+# Managed identities: the VM the managed-identity endpoints run on (its system-assigned identity) and one
+# user-assigned identity, under a subscription and resource group of their own.
+SUBSCRIPTION_ID = "fa7e0000-0000-4000-8000-0000000050b1"
+RESOURCE_GROUP_ID = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/fakests"
+VM_RESOURCE_ID = f"{RESOURCE_GROUP_ID}/providers/Microsoft.Compute/virtualMachines/fakests-vm"
+USER_IDENTITY_RESOURCE_ID = (f"{RESOURCE_GROUP_ID}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+                             "fakests-identity")
+SYSTEM_IDENTITY_CLIENT_ID = "fa7e0000-0000-4000-8000-00000000e001"
+SYSTEM_IDENTITY_OBJECT_ID = "fa7e0000-0000-4000-8000-00000000e101"
+USER_IDENTITY_CLIENT_ID = "fa7e0000-0000-4000-8000-00000000e002"
+USER_IDENTITY_OBJECT_ID = "fa7e0000-0000-4000-8000-00000000e102"
+
 
 def default_directory(client_certificate: Certificate | None = None) -> Directory:
-    """Contoso with four apps and six users; Fabrikam as a second tenant; the MSA tenant.
+    """Contoso with four apps, seven users and two managed identities (a VM's, a user-assigned one); Fabrikam
+    as a second tenant; the MSA tenant.
 
     ``client_certificate`` (the public half of the default client certificate kept in the state
     directory) is registered on the daemon and web apps when given.
@@ -38,6 +62,8 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
     certs = [client_certificate] if client_certificate else []
 
     d.add_app(graph_app())
+    for resource in azure_resource_apps():
+        d.add_app(resource)
     d.add_app(App(
         DAEMON_ID, "fakests daemon", TENANT_ID, secrets=[Secret(DAEMON_SECRET, hint="dae")],
         certificates=list(certs), object_id="fa7e0000-0000-4000-8000-00000000d001",
@@ -89,4 +115,11 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
     d.grant(API_ID, "https://graph.microsoft.com", ["User.Read", "openid", "profile", "offline_access"])
     d.assign_roles(DAEMON_ID, API_ID, ["Data.Read"])
     d.assign_roles(DAEMON_ID, "https://graph.microsoft.com", ["User.Read.All"])
+
+    d.add_identity(ManagedIdentity(SYSTEM_IDENTITY_CLIENT_ID, SYSTEM_IDENTITY_OBJECT_ID, VM_RESOURCE_ID, TENANT_ID))
+    d.add_identity(ManagedIdentity(USER_IDENTITY_CLIENT_ID, USER_IDENTITY_OBJECT_ID, USER_IDENTITY_RESOURCE_ID,
+                                   TENANT_ID, kind="user"))
+    d.hosted_on = VM_RESOURCE_ID
+    d.assign_roles(SYSTEM_IDENTITY_CLIENT_ID, API_ID, ["Data.Read"])
+    d.assign_roles(USER_IDENTITY_CLIENT_ID, API_ID, ["Data.Read", "Data.Write"])
     return d

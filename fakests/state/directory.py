@@ -24,9 +24,16 @@ MSA_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 """The consumer (MSA) tenant: ``tid`` of personal accounts and what ``/consumers`` means (§1.1)."""
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_URI = "https://graph.microsoft.com"
+# Azure's own resources, the ones managed-identity tokens are most often for. Their app ids are Microsoft's
+# (the same in every tenant), so a sandbox copy keeps them.
+ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+STORAGE_APP_ID = "e406a681-f3d4-42a8-90b6-c2b029497af1"
+FIRST_PARTY_APP_IDS = frozenset({GRAPH_APP_ID, ARM_APP_ID, KEY_VAULT_APP_ID, STORAGE_APP_ID})
 SPECIAL_TENANTS = frozenset({"common", "organizations", "consumers"})
 
 AccountType = Literal["work", "msa"]
+IdentityKind = Literal["system", "user"]
 Audience = Literal[
     "AzureADMyOrg", "AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"
 ]
@@ -145,6 +152,28 @@ class User:
         return self.account_type == "msa"
 
 
+@dataclass
+class ManagedIdentity:
+    """A managed identity's service principal: ``system``-assigned (one per Azure resource, named by the
+    resource's ARM id) or ``user``-assigned (its own ARM resource, ``.../userAssignedIdentities/NAME``).
+
+    ``client_id`` is the ``appid``/``azp`` of its tokens, ``object_id`` (the principal id) their ``oid`` and
+    ``sub``, ``resource_id`` their ``xms_mirid``: what Entra puts in managed-identity tokens.
+    """
+
+    client_id: str
+    object_id: str
+    resource_id: str
+    tenant_id: str
+    kind: IdentityKind = "system"
+    display_name: str = ""
+
+    @property
+    def name(self) -> str:
+        """The last segment of the ARM id: the VM's or the identity's name."""
+        return self.display_name or self.resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _names(app: App, name: str) -> bool:
     """Whether ``name`` (no trailing slash) names ``app`` as a resource."""
     return name in app.resource_uris() or name.lower() in (u.lower() for u in app.identifier_uris)
@@ -163,6 +192,11 @@ class Directory:
     user_consents: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     # (principal client_id or user oid, resource client_id) -> app roles assigned
     role_assignments: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # managed identities by client_id; role assignments name them by client_id too
+    identities: dict[str, ManagedIdentity] = field(default_factory=dict)
+    # The ARM id of the Azure resource the managed-identity endpoints run on: its system-assigned identity
+    # answers a request that names none (IMDS on that VM, App Service for that site).
+    hosted_on: str = ""
     # resource name -> the app ``resource`` found for it; checked on every hit, so edits to ``apps`` need no hook
     _resources: dict[str, App] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -178,6 +212,10 @@ class Directory:
     def add_user(self, user: User) -> User:
         self.users[user.username.lower()] = user
         return user
+
+    def add_identity(self, identity: ManagedIdentity) -> ManagedIdentity:
+        self.identities[identity.client_id] = identity
+        return identity
 
     def grant(self, client_id: str, resource: str, scopes: Iterable[str]) -> None:
         """Admin consent: ``client_id`` may ask for these delegated ``scopes`` of ``resource``."""
@@ -219,6 +257,19 @@ class Directory:
                 return app
         raise KeyError(name)
 
+    def identity(self, *, client_id: str | None = None, object_id: str | None = None,
+                 resource_id: str | None = None) -> ManagedIdentity | None:
+        """The managed identity a request selects: by client id, object (principal) id or ARM id; with no
+        selector, the system-assigned identity of ``hosted_on``. None: no such identity here."""
+        if client_id:
+            return self.identities.get(client_id.lower())
+        if object_id:
+            return next((i for i in self.identities.values() if i.object_id == object_id.lower()), None)
+        wanted = (resource_id or self.hosted_on).lower()
+        system = resource_id is None
+        return next((i for i in self.identities.values()
+                     if i.resource_id.lower() == wanted and (i.kind == "system" or not system)), None)
+
     def consented(self, user: User | None, client_id: str, resource_id: str) -> set[str]:
         scopes = set(self.consents.get((client_id, resource_id), set()))
         if user is not None:
@@ -234,7 +285,8 @@ class Directory:
         tenant, and the map from old ids to new. Users, secrets and certificates keep their values,
         so tests read like the README."""
         ids = {t: str(uuid.uuid4()) for t in self.tenants if t != MSA_TENANT_ID}
-        ids |= {a: str(uuid.uuid4()) for a, app in self.apps.items() if app.client_id != GRAPH_APP_ID}
+        ids |= {a: str(uuid.uuid4()) for a in self.apps if a not in FIRST_PARTY_APP_IDS}
+        ids |= {i: str(uuid.uuid4()) for i in self.identities}
 
         def m(value: str) -> str:
             return ids.get(value, value)
@@ -253,6 +305,10 @@ class Directory:
         out.consents = {(m(c), m(r)): set(s) for (c, r), s in self.consents.items()}
         out.user_consents = {(o, m(c), m(r)): set(s) for (o, c, r), s in self.user_consents.items()}
         out.role_assignments = {(m(p), m(r)): set(s) for (p, r), s in self.role_assignments.items()}
+        for i in self.identities.values():  # same ARM ids (a sandbox's own Azure), fresh principal
+            out.add_identity(replace(i, client_id=m(i.client_id), tenant_id=m(i.tenant_id),
+                                     object_id=str(uuid.uuid4())))
+        out.hosted_on = self.hosted_on
         return out, ids
 
 
@@ -269,3 +325,19 @@ def graph_app() -> App:
         access_token_version=1,
         object_id="00000003-0000-0000-c000-0000000000ff",
     )
+
+
+def azure_resource_apps() -> list[App]:
+    """Azure Resource Manager, Key Vault and Storage as resources (v1 tokens, ``aud`` as the client named
+    the resource), with their Microsoft app ids: what ``DefaultAzureCredential`` asks tokens for."""
+    return [
+        App(ARM_APP_ID, "Windows Azure Service Management API", MSA_TENANT_ID, access_token_version=1,
+            identifier_uris=["https://management.azure.com", "https://management.core.windows.net"],
+            scopes=["user_impersonation"], object_id="797f4846-ba00-4fd7-ba43-dac1f8f630ff"),
+        App(KEY_VAULT_APP_ID, "Azure Key Vault", MSA_TENANT_ID, access_token_version=1,
+            identifier_uris=["https://vault.azure.net"], scopes=["user_impersonation"],
+            object_id="cfa8b339-82a2-471a-a3c9-0fc0be7a40ff"),
+        App(STORAGE_APP_ID, "Azure Storage", MSA_TENANT_ID, access_token_version=1,
+            identifier_uris=["https://storage.azure.com"], scopes=["user_impersonation"],
+            object_id="e406a681-f3d4-42a8-90b6-c2b029497aff"),
+    ]

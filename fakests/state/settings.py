@@ -48,6 +48,8 @@ class Settings:
     signing_key: Path | None = field(default=None, metadata={"help": "PEM with an RSA key and certificate."})
     access_token_lifetime: int = field(default=3599, metadata={"help": "expires_in of access tokens."})
     id_token_lifetime: int = field(default=3600, metadata={"help": "Lifetime of id_tokens."})
+    managed_identity_token_lifetime: int = field(
+        default=86399, metadata={"help": "expires_in of managed-identity tokens (Azure's last about 24 hours)."})
     refresh_token_lifetime: int = field(default=90 * 86400, metadata={"help": "Lifetime of refresh tokens."})
     code_lifetime: int = field(default=600, metadata={"help": "Lifetime of authorization codes."})
     device_code_lifetime: int = field(default=900, metadata={"help": "expires_in of device codes."})
@@ -68,6 +70,9 @@ class Settings:
                                         "Visible in the process list: prefer --admin-token-file."})
     admin_token_file: Path | None = field(
         default=None, metadata={"help": "File holding the admin token (read at start; not in the process list)."})
+    identity_port: int = field(default=8480, metadata={
+        "help": "Plain-HTTP port of the managed-identity endpoints (IMDS, App Service, Azure ML, Cloud Shell); "
+                "0 picks a free one, -1 turns them off. They listen on --host."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
     workers: int = field(default=1, metadata={
         "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite (or --store)."})

@@ -189,8 +189,10 @@ def request_path(request: Request) -> str:
     return request.url.path
 
 
-def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callable[[Request], Awaitable[Response]]:
-    """Wrap ``handler`` as the STS endpoint ``name``; ``errors`` is "json" or "page" (HTML)."""
+def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
+                 render_error: ErrorRenderer | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler`` as the STS endpoint ``name``; ``errors`` is "json" or "page" (HTML), or
+    ``render_error`` renders them (the managed-identity endpoints, in their sources' shapes)."""
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -231,7 +233,10 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json") -> Callab
             ctx.notes.setdefault("aadsts", exc.code)
             ctx.notes.setdefault("error", exc.error)
             page = errors == "page" and not isinstance(raised, BodyTooLarge)
-            response = render_page(exc, ids, ctx.now) if page else render_json(exc, ids, ctx.now, origin)
+            if render_error is not None:
+                response = render_error(ctx, exc)
+            else:
+                response = render_page(exc, ids, ctx.now) if page else render_json(exc, ids, ctx.now, origin)
         except Exception:
             text = traceback.format_exc()
             # Kept for the fixture to fail the test with; the first ones say what broke, so a flood of

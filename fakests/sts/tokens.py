@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from ..state.directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Directory, User, b64url
+from ..state.directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Directory, ManagedIdentity, User, b64url
 from ..state.sandbox import RefreshGrant, Sandbox
 from .errors import StsError
 from .ids import random_bytes
@@ -182,6 +182,35 @@ class Minter:
                    "sub": _pairwise(subject_oid, resource.client_id) if user else subject_oid,
                    "tid": tenant_id, "uti": _opaque(16), "ver": "1.0" if v1 else "2.0"}
         return claims
+
+    def identity_token(self, identity: ManagedIdentity, resource: App, resource_uri: str, *, roles: list[str],
+                       lifetime: int) -> str:
+        """An access token for a managed identity, with the claims Entra puts in them: ``idtyp`` app,
+        ``appid``/``azp`` the identity's client id, ``appidacr``/``azpacr`` 2 (a credential Azure holds),
+        ``oid`` and ``sub`` the principal id, ``xms_mirid`` the identity's ARM id (the resource's, when
+        system-assigned), ``xms_az_rid`` the resource it ran on for a user-assigned one, ``idp`` the tenant
+        issuer (v1). ``aud`` as for app tokens: v1 the resource as the client named it, v2 its client id."""
+        tenant_id = identity.tenant_id
+        v1 = resource.access_token_version == 1
+        v1_issuer = f"https://sts.windows.net/{tenant_id}/"
+        claims: dict[str, Any] = {
+            "aud": resource_uri if v1 else resource.client_id,
+            "iss": v1_issuer if v1 else self.issuer(tenant_id),
+            "iat": self.now, "nbf": self.now, "exp": self.now + lifetime, "aio": _opaque(),
+        }
+        if v1:
+            claims |= {"appid": identity.client_id, "appidacr": "2", "idp": v1_issuer}
+        else:
+            claims |= {"azp": identity.client_id, "azpacr": "2"}
+        claims |= {"idtyp": "app", "oid": identity.object_id, "rh": f"0.A{_opaque(18)}."}
+        if roles:
+            claims["roles"] = roles
+        claims |= {"sub": identity.object_id, "tid": tenant_id, "uti": _opaque(16), "ver": "1.0" if v1 else "2.0",
+                   "xms_mirid": identity.resource_id}
+        hosted_on = self.sandbox.directory.hosted_on
+        if identity.kind == "user" and hosted_on:
+            claims["xms_az_rid"] = hosted_on
+        return self.sandbox.keys.sign(claims, v1=v1)
 
     def app_response(self, app: App, scopes: Scopes, tenant_id: str, azpacr: str) -> dict[str, Any]:
         """client_credentials: no scope, no refresh token, no id_token (entra-wire.md §2.5, §3.1)."""

@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from .sandbox import StsSandbox
 
 
+def _run_in_thread(config: uvicorn.Config, name: str) -> tuple[Server, threading.Thread]:
+    """``Server(config)`` running in a daemon thread, returned once it listens."""
+    server = Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"fakests could not start on {config.host}:{config.port}")
+        time.sleep(0.001)
+    return server, thread
+
+
 class FakeSTS:
     """A running fakests server: ``with FakeSTS() as sts: sts.authority(tenant)``.
 
@@ -41,6 +54,8 @@ class FakeSTS:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int = 0
+        self._identity: tuple[Server, threading.Thread, str] | None = None
+        self._identity_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FakeSTS:
@@ -51,23 +66,34 @@ class FakeSTS:
             ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
             **self._uvicorn_kw,
         )
-        self._server = Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fakests-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"fakests could not start on {self.settings.host}:{self.settings.port}")
-            time.sleep(0.001)
+        self._server, self._thread = _run_in_thread(config, "fakests-server")
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._server.wake()
-            self._thread.join(timeout=5)
+        for server, thread in [(self._server, self._thread), self._identity[:2] if self._identity else (None, None)]:
+            if server is not None and thread is not None:
+                server.should_exit = True
+                server.wake()
+                thread.join(timeout=5)
         self._server = None
+        self._identity = None
+
+    @property
+    def identity_url(self) -> str:
+        """``http://127.0.0.1:{port}``: the managed-identity endpoints (``sts/identity.py``), plain HTTP as
+        Azure's are, started on first use on a free port."""
+        with self._identity_lock:
+            if self._identity is None:
+                from ..server.app import create_identity_app
+
+                config = uvicorn.Config(create_identity_app(self.runtime, self.url), host="127.0.0.1", port=0,
+                                        log_level="warning", access_log=False, lifespan="off",
+                                        http=protocol_class())
+                server, thread = _run_in_thread(config, "fakests-identity")
+                port = server.servers[0].sockets[0].getsockname()[1]
+                self._identity = (server, thread, f"http://127.0.0.1:{port}")
+            return self._identity[2]
 
     def __enter__(self) -> FakeSTS:
         return self.start()
@@ -100,7 +126,8 @@ class FakeSTS:
         sb = self.runtime.sandboxes.create()
         sb.auto_sign_in = auto_sign_in
         return StsSandbox(sb, self.runtime.sandboxes, url=self.url, ca_path=self.ca_path if self.runtime.tls else None,
-                          app=self.app, client_cert_path=str(self.runtime.client_cert_path))
+                          app=self.app, client_cert_path=str(self.runtime.client_cert_path),
+                          identity_url=lambda: self.identity_url)
 
     def session(self) -> requests.Session:
         """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``

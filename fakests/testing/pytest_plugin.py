@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ..state.directory import GRAPH_APP_ID, MSA_TENANT_ID
+from ..state.directory import FIRST_PARTY_APP_IDS, MSA_TENANT_ID
 from ..state.journal import JournalEntry
 from ..state.sandbox import Sandbox
 from ..state.settings import Settings
@@ -119,7 +119,7 @@ def _default_ids_used(default: Sandbox, since: int) -> list[JournalEntry]:
     directory = default.directory
     tenants = {t.lower() for t in directory.tenants if t != MSA_TENANT_ID}
     tenants |= {d.lower() for t, tenant in directory.tenants.items() if t != MSA_TENANT_ID for d in tenant.domains}
-    apps = {a for a in directory.apps if a != GRAPH_APP_ID}
+    apps = {a for a in directory.apps if a not in FIRST_PARTY_APP_IDS} | set(directory.identities)
     return [e for e in journal.entries(since=since)
             if e.client_id in apps or e.path.split("/")[1].lower() in tenants]
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,13 @@ import requests
 from ..failures import scenarios
 from ..failures.scripting import ArmedRule, arm, armed, build_rule
 from ..state import defaults
-from ..state.directory import App, Certificate, Tenant, User
+from ..state.directory import App, Certificate, ManagedIdentity, Tenant, User
 from ..state.journal import Journal
 from ..state.sandbox import Sandbox, Sandboxes
 from . import driver
 from .sessions import trusting_session
 from .transport import ASGIAdapter
+from .virtual_time import VirtualTime
 
 if TYPE_CHECKING:
     import msal
@@ -85,7 +87,8 @@ class StsSandbox:
     """A sandbox on a running fakests (``FakeSTS``), as a test uses it."""
 
     def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
-                 client_cert_path: str) -> None:
+                 client_cert_path: str, identity_url: Callable[[], str] | None = None) -> None:
+        self._identity_url = identity_url
         self.sandbox = sandbox
         self._sandboxes = sandboxes
         self.url = url.rstrip("/")
@@ -322,6 +325,75 @@ class StsSandbox:
 
         with intercept(self._app, self.sandbox_id, *(() if hosts is None else (tuple(hosts),))) as active:
             yield active
+
+    # --- managed identity and virtual time ------------------------------------------------------------
+    @property
+    def system_identity(self) -> ManagedIdentity:
+        """The system-assigned identity of the VM this sandbox's managed-identity endpoints run on."""
+        identity = self.sandbox.directory.identity()
+        assert identity is not None, "this sandbox's directory has no system-assigned identity where it runs"
+        return identity
+
+    @property
+    def user_identity(self) -> ManagedIdentity:
+        """The default directory's user-assigned identity (``fakests-identity``), under this sandbox's ids."""
+        return self.sandbox.directory.identities[self._id(defaults.USER_IDENTITY_CLIENT_ID)]
+
+    def add_identity(self, identity: ManagedIdentity, *, hosted_on: bool = False) -> ManagedIdentity:
+        """Register a managed identity; ``hosted_on``: the endpoints now run on its resource (system-assigned)."""
+        added = self.sandbox.directory.add_identity(identity)
+        if hosted_on:
+            self.sandbox.directory.hosted_on = identity.resource_id
+        return added
+
+    def identity_url(self, source: str = "imds") -> str:
+        """This sandbox's managed-identity base URL (plain HTTP; IMDS appends its path to it)."""
+        from ..sts.identity import IDENTITY_PATHS
+
+        if self._identity_url is None:
+            raise RuntimeError("this fakests serves no managed-identity endpoints")
+        base = f"{self._identity_url()}/{self.tenant_id}"
+        return base if source == "imds" else base + IDENTITY_PATHS[source]
+
+    def identity_environment(self, source: str = "imds") -> dict[str, str]:
+        """The variables that point unmodified clients at ``source`` for this sandbox (``managed_identity``
+        sets them)."""
+        from ..sts.identity import identity_environment
+
+        if self._identity_url is None:
+            raise RuntimeError("this fakests serves no managed-identity endpoints")
+        return identity_environment(source, f"{self._identity_url()}/{self.tenant_id}", self.tenant_id)
+
+    @contextmanager
+    def managed_identity(self, source: str = "imds", *, client_id: str | None = None) -> Iterator[dict[str, str]]:
+        """Run the block as code on Azure compute of kind ``source`` (``imds``, ``app_service``, ``azure_ml``,
+        ``cloud_shell``) whose identity endpoint is this sandbox's: sets the variables clients read (and
+        clears the other sources'), restores them after. ``client_id`` also sets ``AZURE_CLIENT_ID``, which
+        ``DefaultAzureCredential`` takes as the user-assigned identity to use. Yields the variables set."""
+        from ..sts.identity import SOURCE_VARIABLES
+
+        wanted = self.identity_environment(source)
+        if client_id is not None:
+            wanted["AZURE_CLIENT_ID"] = client_id
+        names = (*SOURCE_VARIABLES, *(("AZURE_CLIENT_ID",) if client_id is not None else ()))
+        saved = {name: os.environ.get(name) for name in names}
+        for name in names:
+            os.environ.pop(name, None)
+        os.environ.update(wanted)
+        try:
+            yield wanted
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def virtual_time(self, start: float | None = None) -> VirtualTime:
+        """``with fake_sts.virtual_time() as clock:`` the whole test process on one virtual clock that only
+        sleeps move: a 75-second retry sequence runs in milliseconds, and the journal's times (the sandbox
+        clock) read in virtual seconds. ``testing/virtual_time.py`` says what it covers."""
+        return VirtualTime(start)
 
     @property
     def internal_errors(self) -> list[str]:

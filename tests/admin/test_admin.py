@@ -13,7 +13,7 @@ import requests
 
 from fakests.server.app import create_app
 from fakests.state import defaults
-from fakests.state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
+from fakests.state.directory import FIRST_PARTY_APP_IDS, GRAPH_APP_ID, MSA_TENANT_ID, Certificate
 from fakests.state.settings import Settings
 from fakests.testing.transport import session_for
 from tests.inprocess import ADMIN, ORIGIN
@@ -102,7 +102,7 @@ def test_default_sandbox_shows_the_builtin_directory(s: requests.Session, state_
     assert contoso["display_name"] == "Contoso"
     assert defaults.TENANT_DOMAIN in contoso["domains"]
     apps = {a["client_id"]: a for a in d["apps"]}
-    assert set(apps) == {GRAPH_APP_ID, defaults.DAEMON_ID, defaults.WEB_ID, defaults.API_ID, defaults.PUBLIC_ID}
+    assert set(apps) == {*FIRST_PARTY_APP_IDS, defaults.DAEMON_ID, defaults.WEB_ID, defaults.API_ID, defaults.PUBLIC_ID}
     daemon = apps[defaults.DAEMON_ID]
     assert daemon["secrets"] == [{"value": defaults.DAEMON_SECRET, "expires_at": None, "hint": "dae"}]
     cert = Certificate((state_dir / "client" / "client-cert.pem").read_text())
@@ -414,7 +414,7 @@ BAD: list[tuple[str, str, Any, int, str]] = [
      "scopes: required field is missing"),
     ("POST", "/sandboxes/{sid}/role-assignments", {"principal": "ghost", "resource": defaults.API_URI,
                                                    "roles": []}, 400,
-     "principal: no app client_id, user oid or username 'ghost'"),
+     "principal: no app or managed identity client_id, user oid or username 'ghost'"),
     ("POST", "/sandboxes/{sid}/role-assignments", {"principal": "bob@contoso.com", "resource": defaults.API_URI,
                                                    "roles": ["Data.Delete"]}, 400,
      "roles[0]: 'Data.Delete' is not an app role of 'fakests api'; it has: Data.Read, Data.Write"),

@@ -18,7 +18,7 @@ from fakests.server.app import create_app
 from fakests.server.runtime import ensure_client_certificate
 from fakests.state import defaults
 from fakests.state.config import load_config
-from fakests.state.directory import GRAPH_APP_ID, MSA_TENANT_ID, Certificate
+from fakests.state.directory import ARM_APP_ID, FIRST_PARTY_APP_IDS, GRAPH_APP_ID, MSA_TENANT_ID, Certificate
 from fakests.state.errors import ConfigError
 from fakests.state.settings import Settings
 from fakests.testing.transport import session_for
@@ -63,10 +63,11 @@ BAD: list[tuple[str, str, str, str]] = [
      "not valid YAML: expected the node content, but found '<stream end>'"),
     ("duplicate-yaml-key", TENANTS + "tenants: []\n", "line 3, column 1", "not valid YAML: duplicate key 'tenants'"),
     ("not-a-mapping", "- tenants\n", "",
-     "the file must be a mapping of settings, include_defaults, tenants, apps, users, consents, role_assignments; "
-     "got a list"),
+     "the file must be a mapping of settings, include_defaults, tenants, apps, users, managed_identities, consents, "
+     "role_assignments; got a list"),
     ("unknown-top-key", TENANTS + "tenant: []\n", "tenant",
-     "unknown key; known: settings, include_defaults, tenants, apps, users, consents, role_assignments"),
+     "unknown key; known: settings, include_defaults, tenants, apps, users, managed_identities, consents, "
+     "role_assignments"),
     ("unknown-setting", "settings: {prot: 1}\n" + TENANTS, "settings.prot",
      "unknown setting; known: " + ", ".join(f.name for f in dataclasses.fields(Settings))),
     ("setting-type", "settings: {tls: maybe}\n" + TENANTS, "settings.tls", "expected true or false, got 'maybe'"),
@@ -148,7 +149,7 @@ BAD: list[tuple[str, str, str, str]] = [
      "consents[0].scopes", "required field is missing"),
     ("role-unknown-principal", TENANTS + "role_assignments: [{principal: nobody, resource: "
      "https://graph.microsoft.com, roles: []}]\n", "role_assignments[0].principal",
-     "no app client_id, user oid or username 'nobody'"),
+     "no app or managed identity client_id, user oid or username 'nobody'"),
     ("role-not-offered", TENANTS + f"apps: [{APP}}}]\nrole_assignments: [{{principal: {A1}, resource: "
      "https://graph.microsoft.com, roles: [Everything]}]\n", "role_assignments[0].roles[0]",
      "'Everything' is not an app role of 'Microsoft Graph'; it has: User.Read.All, Mail.Read, Files.Read.All"),
@@ -193,11 +194,13 @@ def test_runtime_start_fails_on_a_bad_config(tmp_path: Path) -> None:
 
 
 # --- good files -----------------------------------------------------------------------------------------
-def test_minimal_file_has_graph_and_msa(tmp_path: Path) -> None:
+def test_minimal_file_has_graph_azure_resources_and_msa(tmp_path: Path) -> None:
     loaded = load_config(write(tmp_path, TENANTS), None)
     assert loaded.settings_values == {}
     assert list(loaded.directory.tenants) == [T1, MSA_TENANT_ID]  # the first tenant is the home tenant
-    assert list(loaded.directory.apps) == [GRAPH_APP_ID]
+    # Graph, and Resource Manager, Key Vault and Storage: what managed-identity tokens are for
+    assert sorted(loaded.directory.apps) == sorted(FIRST_PARTY_APP_IDS)
+    assert loaded.directory.resource("https://management.azure.com/").client_id == ARM_APP_ID
     assert loaded.directory.users == {}
 
 
