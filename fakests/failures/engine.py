@@ -471,7 +471,7 @@ def render_reply(reply: Reply, ctx: StsRequest) -> Response:
 
 def _render_for_endpoint(exc: StsError, ctx: StsRequest) -> Response:
     if ctx.endpoint in IDENTITY_ENDPOINTS:
-        return render_identity(exc, ctx)
+        return render_identity(ctx, exc)
     if ctx.endpoint == "device_login":
         return render_page(exc, ctx.ids, ctx.now)
     if ctx.endpoint == "authorize":

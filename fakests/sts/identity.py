@@ -45,8 +45,8 @@ IDENTITY_ENDPOINTS = tuple(IDENTITY_PATHS)
 # ``imds.py _check_forbidden_response`` looks for "unreachable"). Where Azure's wording is not published
 # (404, 410, 503), the description says what the status means and that the text is fakests'.
 IDENTITY_ERRORS: dict[str, tuple[int, str, str]] = {
-    "metadata_required": (400, "bad_request_102", "Required metadata header not specified"),
     "identity_not_found": (400, "invalid_request", "Identity not found"),
+    "metadata_required": (400, "bad_request_102", "Required metadata header not specified"),
     "api_version_missing": (400, "invalid_request", "Required query variable 'api-version' is missing"),
     "resource_missing": (400, "invalid_request", "Required query variable 'resource' is missing"),
     "identity_header": (401, "unauthorized", "The X-IDENTITY-HEADER (or secret) header is missing or wrong"),
@@ -64,6 +64,7 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str]] = {
     "unavailable": (503, "service_unavailable", "The managed identity endpoint is temporarily unavailable "
                                                 "(fakests' wording)"),
 }
+# A scripted status's answer: the first entry with that status (400: "Identity not found").
 _BY_STATUS = {status: name for name, (status, _, _) in reversed(IDENTITY_ERRORS.items())}
 
 
@@ -89,7 +90,7 @@ def scripted_identity_answer(ctx: StsRequest, status: int, error: str | None, he
     return identity_error(ctx, _BY_STATUS.get(status, "unknown"), status=status, error=error, headers=headers)
 
 
-def render_identity(exc: StsError, ctx: StsRequest) -> Response:
+def render_identity(ctx: StsRequest, exc: StsError) -> Response:
     """An Entra error met while serving a managed-identity request (an unknown resource, a scripted AADSTS
     code, the store unavailable): its code and message inside the source's own error shape."""
     body = error_body(exc, ctx.ids, ctx.now, ctx.origin)

@@ -23,7 +23,12 @@ import pytest
 import requests
 import yaml
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import CertificateCredential, ClientSecretCredential
+from azure.identity import (
+    CertificateCredential,
+    ClientSecretCredential,
+    CredentialUnavailableError,
+    ManagedIdentityCredential,
+)
 
 from fakests.failures import scenarios
 from fakests.state.journal import JournalEntry
@@ -630,3 +635,50 @@ def test_device_code_declined(fake_sts: StsSandbox, virtual_sleep: list[float]) 
     assert virtual_sleep == [1]
     assert outcomes(fake_sts.journal.entries("token")) == [
         (400, 70016, None), (400, 70022, "device-code-declined/user-declined")]
+
+
+# --- managed identity (tests/clients/test_managed_identity.py has the rest), in virtual time ---------------
+ARM = "https://management.azure.com"
+
+
+@covers("imds-upgrading")
+def test_imds_upgrading_410_azure_identity_retries_for_75_virtual_seconds(fake_sts: StsSandbox) -> None:
+    """azure-identity >= 1.24 retries an IMDS 410 for at least 70 s (backoff factor 2.5: 0, 5, 10, 20, 40 s):
+    six attempts, 75 virtual seconds, and then it gives up; a real test of it would take 75 s."""
+    fake_sts.use_scenario("imds-upgrading")
+    started = time.perf_counter()
+    with (fake_sts.managed_identity("imds"), fake_sts.virtual_time() as clock,
+          pytest.raises(CredentialUnavailableError)):
+        ManagedIdentityCredential().get_token(f"{ARM}/.default")
+    wall = time.perf_counter() - started
+    assert fake_sts.journal.attempts("imds") == 6
+    assert fake_sts.journal.intervals("imds") == pytest.approx([0.0, 5.0, 10.0, 20.0, 40.0], abs=1e-3)  # virtual s
+    assert clock.slept == [5.0, 10.0, 20.0, 40.0] and clock.elapsed == 75.0
+    assert wall < clock.elapsed  # not a speed target: the retries did not wait for real
+
+
+@covers("managed-identity-not-assigned")
+def test_app_service_identity_not_found_with_msal(fake_sts: StsSandbox) -> None:
+    """MSAL Python returns App Service's error as a dict; the app shows it."""
+    fake_sts.use_scenario("managed-identity-not-assigned")
+    with fake_sts.managed_identity("app_service"):
+        client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
+        result = client.acquire_token_for_client(resource=ARM)
+    assert "access_token" not in result and "Identity not found" in result["error_description"]
+    [entry] = fake_sts.journal.entries("app_service")
+    assert entry.status == 400 and entry.rule == "managed-identity-not-assigned/not-assigned"
+
+
+@covers("imds-throttled")
+def test_imds_throttled(fake_sts: StsSandbox) -> None:
+    """Five tokens, then 429 with Retry-After 5: azure-identity sleeps it (twice, until the 10 s window ends)
+    and gets its token, all in virtual time."""
+    fake_sts.use_scenario("imds-throttled")
+    with fake_sts.managed_identity("imds"), fake_sts.virtual_time() as clock:
+        for _ in range(6):  # a new credential each time: each asks IMDS (no token cache shared)
+            ManagedIdentityCredential().get_token(f"{ARM}/.default")
+    statuses = [e.status for e in fake_sts.journal.entries("imds")]
+    assert statuses == [200] * 5 + [429, 429, 200]
+    assert clock.slept == [5.0, 5.0]
+    throttled = fake_sts.journal.entries("imds", status=429)
+    assert {(e.rule, e.retry_after) for e in throttled} == {("imds-throttled/throttled", "5")}
