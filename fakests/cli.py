@@ -34,9 +34,9 @@ from click.core import ParameterSource
 from .admin import mint
 from .failures import scenarios
 from .failures.faults import protocol_class
-from .server.app import SETTINGS_ENV, create_app
+from .server.app import SETTINGS_ENV, create_app, create_identity_app
 from .server.runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
-from .server.uvicorn import Server, configure_logging
+from .server.uvicorn import Server, configure_logging, run_in_thread, stop_thread
 from .state import defaults as d
 from .state.directory import FIRST_PARTY_APP_IDS, MSA_TENANT_ID, Certificate, Directory
 from .state.errors import ConfigError
@@ -45,6 +45,7 @@ from .state.keys import new_key_and_cert
 from .state.settings import Settings
 from .state.tls import ensure_tls
 from .state.yamlfile import read_yaml
+from .sts import identity as mi
 from .sts.pages import BANNER
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -186,7 +187,30 @@ def _config_apps(runtime: Runtime) -> tuple[list[str], str, str, str]:
     return lines, client, secret, f"{resource}/.default"
 
 
-def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
+def identity_origin(settings: Settings, port: int) -> str:
+    """``http://host:port`` of the managed-identity endpoints: the public URL's host, else ``localhost``
+    on local and wildcard binds (plain HTTP, as Azure's are)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(settings.public_url).hostname if settings.public_url else None
+    if host is None:
+        loopback = is_loopback(settings.host) or settings.host in ("0.0.0.0", "::", "")
+        host = "localhost" if loopback else settings.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _identity_lines(runtime: Runtime, identity_port: int) -> list[str]:
+    base = identity_origin(runtime.settings, identity_port)
+    tenant = _home_tenant(runtime.sandboxes.template)
+    out = [f"  Managed identity  {base}  (IMDS, App Service, Azure ML, Cloud Shell; plain HTTP as Azure's):"]
+    for source, label in (("imds", "IMDS"), ("app_service", "App Service")):
+        env = " ".join(f"{k}={v}" for k, v in mi.identity_environment(source, base, tenant).items())
+        out.append(f"    {label:<12} {env}")
+    out.append('    or: eval "$(fakests env --managed-identity SOURCE)"')
+    return out
+
+
+def banner(runtime: Runtime, port: int, admin_token: str | None = None, *, identity_port: int | None = None) -> str:
     """What a user needs to point a client at this server, printed once it listens."""
     s, tls = runtime.settings, runtime.tls
     base = origin(s, port)
@@ -197,6 +221,8 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
            f"             {base}/common  (also organizations, consumers)",
            f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
     out.append(f"  Dashboard  {base}/_fakests/dashboard")
+    if identity_port is not None:
+        out += _identity_lines(runtime, identity_port)
     if s.impersonate:
         out.append(f"  Answers as {', '.join(s.impersonate)}: route these names here (a hosts-file line, compose "
                    "network aliases); a hosts file redirects every program on the machine")
@@ -230,6 +256,40 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None) -> str:
 
 
 # --- serving ----------------------------------------------------------------------------------------
+class IdentityServer:
+    """The managed-identity endpoints of ``fakests serve`` (``server.app.create_identity_app``): plain HTTP on
+    ``identity_port`` (-1: none), in a thread beside the STS, on the same sandboxes. Its tokens name the STS
+    as issuer, whose origin is known once the STS listens (``point_at``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.settings = runtime.settings
+        self.app = create_identity_app(runtime, origin(runtime.settings, runtime.settings.port))
+        self._running: tuple[Server, threading.Thread] | None = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        if self.settings.identity_port < 0:
+            return
+        s = self.settings
+        config = uvicorn.Config(self.app, host=s.host, port=s.identity_port, log_level="warning", access_log=False,
+                                lifespan="off", server_header=False, http=protocol_class())
+        try:
+            self._running = run_in_thread(config, "fakests-identity")
+        except RuntimeError:
+            raise ConfigFailure(f"identity_port: cannot listen on {s.host}:{s.identity_port} (in use?): give "
+                                "another --identity-port, 0 for a free one, or -1 for no managed-identity "
+                                "endpoints") from None
+        self.port = self._running[0].servers[0].sockets[0].getsockname()[1]
+
+    def point_at(self, sts_port: int) -> None:
+        setattr(self.app.state, mi.STS_ORIGIN, origin(self.settings, sts_port))
+
+    def stop(self) -> None:
+        if self._running is not None:
+            stop_thread(*self._running)
+            self._running = None
+
+
 class _ForegroundServer(Server):
     """``Server`` on the main thread: calls ``on_started(port)`` once bound; signals stop it at once."""
 
@@ -372,8 +432,20 @@ def serve(ctx: click.Context, **values: Any) -> None:
         runtime = Runtime.start(settings, directory=directory, store=store)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
-    run = serve_workers if settings.workers > 1 else serve_forever
-    run(runtime, lambda port: click.echo(banner(runtime, port, token)))
+    if settings.workers > 1:  # the workers share one socket; the managed-identity thread is one process's
+        serve_workers(runtime, lambda port: click.echo(banner(runtime, port, token)))
+        return
+    identity = IdentityServer(runtime)
+
+    def started(port: int) -> None:
+        identity.point_at(port)
+        click.echo(banner(runtime, port, token, identity_port=identity.port))
+
+    identity.start()
+    try:
+        serve_forever(runtime, started)
+    finally:
+        identity.stop()
 
 
 def _state(ctx: click.Context, values: Mapping[str, Any]) -> Settings:
@@ -422,10 +494,24 @@ def _bundle(ca: Path) -> Path:
 
 
 @cli.command()
-@settings_options(["state_dir", "config"])
+@settings_options(["state_dir", "config", "host", "public_url", "identity_port"])
+@click.option("--managed-identity", "source", type=click.Choice(mi.IDENTITY_ENDPOINTS),
+              help="Print instead the variables that make clients on this machine take their managed-identity "
+                   "tokens from fakests' SOURCE endpoint (the default sandbox's identities).")
 @click.pass_context
-def env(ctx: click.Context, **values: Any) -> None:
+def env(ctx: click.Context, source: str | None, **values: Any) -> None:
     """Print shell lines that make clients trust the CA: eval "$(fakests env)"."""
+    if source is not None:
+        try:
+            settings, directory = resolve_settings(given_flags(ctx, values))
+        except ConfigError as exc:
+            raise ConfigFailure(str(exc)) from None
+        tenant = _home_tenant(directory) if directory is not None else d.TENANT_ID
+        wanted = mi.identity_environment(source, identity_origin(settings, settings.identity_port), tenant)
+        lines = [f"# fakests managed identity ({source}): the default sandbox's, at {settings.host}:"
+                 f"{settings.identity_port}", f"unset {' '.join(mi.SOURCE_VARIABLES)}"]
+        click.echo("\n".join([*lines, *(f"export {k}={shlex.quote(v)}" for k, v in wanted.items())]))
+        return
     path = _ca_path(_state(ctx, values))
     q, store = shlex.quote(str(path)), shlex.quote(str(path.parent / "truststore.p12"))
     b = shlex.quote(str(_bundle(path)))

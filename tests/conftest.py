@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
 from fakests.state.settings import Settings
+
+# fakests serve's managed-identity endpoints listen on 8480 by default: tests that serve (in-process or in a
+# subprocess that inherits this) take a free port instead, so parallel workers never collide.
+os.environ.setdefault("FAKESTS_IDENTITY_PORT", "0")
 
 # Real Chromium for the browser tests (playwright_driver, browser); an in-process app for the admin tests;
 # pytester, to run a test session inside a test (what the fixture does at teardown).

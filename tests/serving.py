@@ -84,7 +84,8 @@ def start(args: list[str], env: Mapping[str, str], *, cwd: Path = REPO, merge_st
     """``python -m fakests serve ARGS``, started and read in the background (``wait_ready`` next);
     ``group``: in its own process group, so that ``finish`` ends its workers too."""
     proc = subprocess.Popen([sys.executable, "-m", "fakests", "serve", *args], cwd=cwd,
-                            env={**env, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
+                            env={"FAKESTS_IDENTITY_PORT": "0", **env, "PYTHONUNBUFFERED": "1"}, text=True,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=group)
     running = Serving(proc, "", [], queue.Queue(), group=group)
     running.pumps.append(threading.Thread(target=_pump, args=(proc.stdout, running.out), daemon=True))

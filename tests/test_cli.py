@@ -63,7 +63,7 @@ def _stub_config(monkeypatch: pytest.MonkeyPatch, loaded: _Loaded | ConfigError)
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> list[tuple[Runtime, str]]:
-    """Replace the foreground uvicorn run: record the runtime and the banner it prints for port 4321."""
+    """Replace the foreground uvicorn runs: record the runtime and the banner it prints for port 4321."""
     runs: list[tuple[Runtime, str]] = []
 
     def fake_serve_forever(runtime: Runtime, on_started: Any) -> None:
@@ -72,6 +72,8 @@ def served(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) 
         runs.append((runtime, capsys.readouterr().out))
 
     monkeypatch.setattr(cli, "serve_forever", fake_serve_forever)
+    # and the managed-identity endpoints' thread, as if it listened on 4322
+    monkeypatch.setattr(cli.IdentityServer, "start", lambda self: setattr(self, "port", 4322))
     return runs
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import sys
+import threading
 import time
 
 import uvicorn
@@ -59,6 +60,32 @@ class Server(uvicorn.Server):
             await asyncio.sleep(0.002)
         for task in self.server_state.tasks:
             task.cancel()
+
+
+def run_in_thread(config: uvicorn.Config, name: str) -> tuple[Server, threading.Thread]:
+    """``Server(config)`` running in a daemon thread, returned once it listens; ``RuntimeError`` if it
+    cannot (the port is taken)."""
+    server = Server(config)
+
+    def run() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind: reported below instead
+            server.run()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"could not listen on {config.host}:{config.port}")
+        time.sleep(0.001)
+    return server, thread
+
+
+def stop_thread(server: Server, thread: threading.Thread) -> None:
+    """Stop a server that ``run_in_thread`` started, and wait for its thread."""
+    server.should_exit = True
+    server.wake()
+    thread.join(timeout=5)
 
 
 def configure_logging() -> None:

@@ -8,7 +8,6 @@ stop take milliseconds).
 from __future__ import annotations
 
 import threading
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -17,26 +16,13 @@ import uvicorn
 from ..failures.faults import protocol_class
 from ..server.app import create_app
 from ..server.runtime import Runtime
-from ..server.uvicorn import Server
+from ..server.uvicorn import Server, run_in_thread, stop_thread
 from ..state.settings import Settings
 
 if TYPE_CHECKING:
     import requests
 
     from .sandbox import StsSandbox
-
-
-def _run_in_thread(config: uvicorn.Config, name: str) -> tuple[Server, threading.Thread]:
-    """``Server(config)`` running in a daemon thread, returned once it listens."""
-    server = Server(config)
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"fakests could not start on {config.host}:{config.port}")
-        time.sleep(0.001)
-    return server, thread
 
 
 class FakeSTS:
@@ -66,16 +52,14 @@ class FakeSTS:
             ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
             **self._uvicorn_kw,
         )
-        self._server, self._thread = _run_in_thread(config, "fakests-server")
+        self._server, self._thread = run_in_thread(config, "fakests-server")
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
         for server, thread in [(self._server, self._thread), self._identity[:2] if self._identity else (None, None)]:
             if server is not None and thread is not None:
-                server.should_exit = True
-                server.wake()
-                thread.join(timeout=5)
+                stop_thread(server, thread)
         self._server = None
         self._identity = None
 
@@ -90,7 +74,7 @@ class FakeSTS:
                 config = uvicorn.Config(create_identity_app(self.runtime, self.url), host="127.0.0.1", port=0,
                                         log_level="warning", access_log=False, lifespan="off",
                                         http=protocol_class())
-                server, thread = _run_in_thread(config, "fakests-identity")
+                server, thread = run_in_thread(config, "fakests-identity")
                 port = server.servers[0].sockets[0].getsockname()[1]
                 self._identity = (server, thread, f"http://127.0.0.1:{port}")
             return self._identity[2]

@@ -1,0 +1,74 @@
+"""``fakests serve`` serves the managed-identity endpoints by default, and ``fakests env --managed-identity``
+prints what a client on the machine needs: both proven with unmodified azure-identity in a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from fakests.state import defaults as d
+from tests.jwks import verify
+from tests.serving import serve
+
+SNIPPET = """
+from azure.identity import ManagedIdentityCredential
+print(ManagedIdentityCredential().get_token("https://management.azure.com/.default").token)
+"""
+
+
+def _clean() -> dict[str, str]:
+    drop = ("FAKESTS_", "IDENTITY_", "MSI_", "AZURE_POD_IDENTITY", "IMDS_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+def _token_with(env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-c", SNIPPET], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_serve_prints_and_serves_the_managed_identity_endpoints(tmp_path: Path) -> None:
+    with serve(["--port", "0", "--identity-port", "0", "--state-dir", str(tmp_path), "--no-log-requests"],
+               _clean()) as server:
+        line = next(x for x in server.banner.splitlines() if "AZURE_POD_IDENTITY_AUTHORITY_HOST=" in x)
+        imds = re.search(r"AZURE_POD_IDENTITY_AUTHORITY_HOST=(\S+)", line)
+        assert imds and imds.group(1).startswith("http://localhost:")
+        app_service = next(x for x in server.banner.splitlines() if "IDENTITY_ENDPOINT=" in x)
+        assert "/msi/token" in app_service and "IDENTITY_HEADER=" in app_service
+        token = _token_with({**_clean(), "AZURE_POD_IDENTITY_AUTHORITY_HOST": imds.group(1)})
+        session = requests.Session()
+        session.verify, session.trust_env = str(tmp_path / "tls" / "ca.pem"), False
+        claims = verify(token, session, f"{server.url}/{d.TENANT_ID}", "https://management.azure.com")
+        assert claims["appid"] == d.SYSTEM_IDENTITY_CLIENT_ID and claims["xms_mirid"] == d.VM_RESOURCE_ID
+
+        # fakests env --managed-identity app_service: the lines work as printed, in a shell.
+        port = imds.group(1).rsplit(":", 1)[1]
+        printed = subprocess.run([sys.executable, "-m", "fakests", "env", "--managed-identity", "app_service",
+                                  "--identity-port", port, "--state-dir", str(tmp_path)],
+                                 env=_clean(), capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "export IDENTITY_ENDPOINT=" in printed and "unset AZURE_POD_IDENTITY_AUTHORITY_HOST" in printed
+        shell = subprocess.run(["bash", "-c", f"{printed}\nexec {sys.executable} -c '{SNIPPET}'"],
+                               env={**_clean(), "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:9"},
+                               capture_output=True, text=True, timeout=120, check=False)
+        assert shell.returncode == 0, shell.stderr
+        verify(shell.stdout.strip(), session, f"{server.url}/{d.TENANT_ID}", "https://management.azure.com")
+
+
+def test_identity_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "fakests", "serve", "--port", "0", "--identity-port", str(port),
+                               "--state-dir", str(tmp_path)], env=_clean(), capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"identity_port: cannot listen on 127.0.0.1:{port}" in done.stderr
