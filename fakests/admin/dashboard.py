@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..state.journal import JournalEntry
+from ..sts.identity import IDENTITY_ENDPOINTS
 from ..sts.pages import BANNER
 from ._http import AdminError, admin_endpoint, sandboxes_of
 
@@ -36,7 +37,7 @@ from ._http import AdminError, admin_endpoint, sandboxes_of
 JOURNAL_QUERY = ("sandbox", "endpoint", "client_id", "grant_type", "status", "correlation_id", "since", "limit")
 DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 ENDPOINTS = ("token", "authorize", "devicecode", "device_login", "discovery", "jwks", "logout", "userrealm",
-             "instance_discovery", "error")
+             "instance_discovery", "error", *IDENTITY_ENDPOINTS)
 
 _STYLE = """
 *{box-sizing:border-box}
