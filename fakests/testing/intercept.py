@@ -1,17 +1,19 @@
 """In-process interception of Entra's host names, for pytest (the moto model).
 
 ``with fake_sts.intercept():`` answers every request that ``requests`` (MSAL Python, azure-identity's
-default transport) or ``httpx`` (sync and async) sends to ``login.microsoftonline.com``,
-``login.windows.net`` or ``login.microsoft.com`` from this test's sandbox, in this process: no socket, no
-CA, no hosts file, and the app keeps its production authority. Other hosts are untouched. The sandbox
-answers whatever tenant and client the request names (an app's own fixed ids, which the test adds to
-its sandbox with ``add_tenant`` and ``add_app``), so tests with the same fixed ids stay isolated: a
-shared server routes by tenant segment, interception routes by test.
+default transport), ``httpx`` (sync and async) or ``aiohttp`` (azure-identity's async credentials) sends
+to ``login.microsoftonline.com``, ``login.windows.net`` or ``login.microsoft.com`` from this test's
+sandbox, in this process: no socket, no CA, no hosts file, and the app keeps its production authority.
+Other hosts are untouched. The sandbox answers whatever tenant and client the request names (an app's
+own fixed ids, which the test adds to its sandbox with ``add_tenant`` and ``add_app``), so tests with the
+same fixed ids stay isolated: a shared server routes by tenant segment, interception routes by test.
 
 How: ``requests.adapters.HTTPAdapter.send`` and httpx's ``HTTPTransport.handle_request`` /
-``AsyncHTTPTransport.handle_async_request`` are wrapped once; while an interception is active, a
-request to one of its hosts is handed to the ASGI app with the sandbox pinned in its scope
-(``sts.context.SANDBOX_KEY``). aiohttp (azure-identity's async default) is not intercepted yet.
+``AsyncHTTPTransport.handle_async_request`` and aiohttp's ``TCPConnector._create_connection``
+(``aiohttp_transport.py``: an in-memory connection, so aiohttp writes and parses the bytes itself) are
+wrapped once; while an interception is active, a request to one of its hosts is handed to the ASGI app with
+the sandbox pinned in its scope (``sts.context.SANDBOX_KEY``). httpx and aiohttp are optional: a library
+that is not installed is simply not wrapped.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def _install() -> None:
 
         HTTPAdapter.send = send  # type: ignore[method-assign]
         _install_httpx()
+        _install_aiohttp()
         _installed = True
 
 
@@ -109,6 +112,14 @@ def _install_httpx() -> None:
 
     httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
     httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
+
+
+def _install_aiohttp() -> None:
+    try:
+        from . import aiohttp_transport
+    except ImportError:  # aiohttp is optional: nothing to intercept
+        return
+    aiohttp_transport.install(_current)
 
 
 @contextmanager
