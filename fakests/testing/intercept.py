@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp
 
 from ..state.settings import PUBLIC_CLOUD_HOSTS
 from ..sts.context import SANDBOX_KEY
-from .transport import ASGIAdapter, call_asgi, shared_loop
+from .transport import ASGIAdapter, exchange_asgi, shared_loop
 
 _active: list[Interception] = []  # innermost last; tests in one process run one at a time
 _lock = threading.Lock()
@@ -85,11 +86,29 @@ def _install_httpx() -> None:
         return
 
     def answer(active: Interception, request: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         active.requests += 1
-        return asyncio.run_coroutine_threadsafe(
-            call_asgi(active.app, request.method, str(request.url), headers, request.read(),
-                      extra={SANDBOX_KEY: active.sandbox_id}), shared_loop()).result(timeout=60)
+        result = asyncio.run_coroutine_threadsafe(
+            exchange_asgi(active.app, request.method, str(request.url), headers, request.read(),
+                          extra={SANDBOX_KEY: active.sandbox_id}), shared_loop()).result(timeout=60)
+        fault = result.fault
+        # A fault raises what httpx raises over a socket (httpcore's mapping), not requests' exceptions.
+        if fault is not None and fault.kind == "hang":
+            timeout = (request.extensions.get("timeout") or {}).get("read")
+            if timeout is not None and timeout < fault.hang_seconds:
+                time.sleep(timeout)
+                raise httpx.ReadTimeout("timed out", request=request)
+            time.sleep(fault.hang_seconds)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if fault is not None and fault.kind == "close_mid_body":
+            raise httpx.RemoteProtocolError(
+                f"peer closed connection without sending complete message body (received {len(result.body)} bytes)",
+                request=request)
+        if fault is not None:
+            raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+        if not result.complete:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return result.status, result.headers, result.body
 
     sync_handle = httpx.HTTPTransport.handle_request
 
