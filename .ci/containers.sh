@@ -10,12 +10,14 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 W=${FAKESTS_CONTAINERS_DIR:-${TMPDIR:-/tmp}/fakests-containers}
 P=$W/project                        # the project as the working tree has it (tracked and new files)
-PROJECT=fakestsci                   # compose project: containers fakestsci_fakests_1, ...
+PROJECT=${FAKESTS_COMPOSE_PROJECT:-fakestsci}  # compose project: containers fakestsci_fakests_1, ...
 SMOKE_PORT=${SMOKE_PORT:-18443}
 PC_VENV=/opt/podman-compose-venv
 PC=$PC_VENV/bin/podman-compose
 PODMAN_COMPOSE_VERSION=1.6.0        # Debian's 1.0.3 ignores depends_on conditions entirely
 TENANT=fa7e0000-0000-4000-8000-000000000001
+APP_TENANT=3c1c6f3e-1a7b-4b8e-9d6a-2f0e5c8b7a11  # examples/entra_app's own ids (its fakests.yaml registers them)
+APP_CLIENT=6b0d2f5e-8c44-4f1a-b3a2-7e9c1d0f4a22
 export BUILDAH_FORMAT=docker        # the OCI format drops the Dockerfile's HEALTHCHECK
 mkdir -p "$W"
 
@@ -28,12 +30,16 @@ cleanup() {  # only what this script made, by name; images stay cached
     timeout 60 podman volume rm -f fakests-smoke-ca >/dev/null 2>&1 || true
     [ -x "$PC" ] && [ -f "$P/docker-compose.yml" ] || return 0
     # podman-compose's `down -v` leaves the anonymous volume of the Dockerfile's VOLUME.
-    local anon
-    anon=$(podman inspect "${PROJECT}_fakests_1" --format \
-           '{{range .Mounts}}{{if eq .Destination "/var/lib/fakests"}}{{.Name}}{{end}}{{end}}' 2>/dev/null || true)
-    (cd "$P" && timeout 120 "$PC" -p "$PROJECT" down -v -t 5 >/dev/null 2>&1) || true
-    timeout 60 podman rm -f -v -t 5 "${PROJECT}_fakests_1" "${PROJECT}_app-tests_1" >/dev/null 2>&1 || true
-    [ -z "$anon" ] || timeout 60 podman volume rm -f "$anon" >/dev/null 2>&1 || true
+    local anon=() c
+    for c in "${PROJECT}_fakests_1" "${PROJECT}_entra_1"; do
+        anon+=("$(podman inspect "$c" --format \
+                  '{{range .Mounts}}{{if eq .Destination "/var/lib/fakests"}}{{.Name}}{{end}}{{end}}' 2>/dev/null || true)")
+    done
+    # --profile: podman-compose leaves a profile's services out of `down` unless the profile is named.
+    (cd "$P" && timeout 120 "$PC" -p "$PROJECT" --profile impersonate down -v -t 5 >/dev/null 2>&1) || true
+    timeout 60 podman rm -f -v -t 5 "${PROJECT}_fakests_1" "${PROJECT}_app-tests_1" "${PROJECT}_entra_1" \
+        >/dev/null 2>&1 || true
+    for c in "${anon[@]}"; do [ -z "$c" ] || timeout 60 podman volume rm -f "$c" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -138,5 +144,45 @@ if timeout 300 "$PC" -p "$PROJECT" run --rm -T app-tests > "$W/compose-run.log" 
 else
     tail -40 "$W/compose-run.log"; die "app-tests failed against fakests (log: $W/compose-run.log)"
 fi
+
+step "5. the impersonate profile: fakests as login.microsoftonline.com, the unmodified example app"
+# The same image (fakests:local, built in step 4); the client's image is app-tests' (cached layers).
+timeout 120 "$PC" -p "$PROJECT" --profile impersonate up -d entra > "$W/entra-up.log" 2>&1 \
+    || { tail -20 "$W/entra-up.log"; die "compose --profile impersonate up -d entra"; }
+healthy "${PROJECT}_entra_1" 90 || { podman logs "${PROJECT}_entra_1" | tail -20; die "entra never healthy on 443"; }
+# Arm AADSTS70012 twice for the app's client in the default sandbox, from inside the container (loopback);
+# later read that client's token requests back from the journal.
+ADMIN='import json, os, sys, requests
+s = requests.Session()
+s.verify = "/var/lib/fakests/tls/ca.pem"
+s.headers["Authorization"] = "Bearer " + os.environ["FAKESTS_ADMIN_TOKEN"]
+base = "https://127.0.0.1:443/_fakests/sandboxes/default"
+if sys.argv[1] == "arm":
+    rule = {"id": "msa-server-error", "match": {"endpoint": "token", "client_id": sys.argv[2]},
+            "response": {"aadsts": 70012}, "schedule": {"times": 2}}
+    s.post(base + "/scenarios", json={"name": "twice-70012", "rules": [rule]}).raise_for_status()
+else:
+    entries = s.get(base + "/journal", params={"endpoint": "token", "client_id": sys.argv[2]}).json()["entries"]
+    print("entra journal:", [e["status"] for e in entries])'
+podman exec "${PROJECT}_entra_1" python -c "$ADMIN" arm "$APP_CLIENT" || die "arming AADSTS70012"
+if timeout 120 "$PC" -p "$PROJECT" --profile impersonate run --rm -T entra-app > "$W/entra-app.log" 2>&1; then
+    grep -E '^(msal|azure-identity): eyJ' "$W/entra-app.log" | cut -c1-40 | sed 's/^/entra-app: /'
+    echo "entra-app retries: $(grep -c 'sign-in attempt' "$W/entra-app.log")"
+else
+    tail -40 "$W/entra-app.log"; die "the example app failed against the impersonating fakests"
+fi
+# A resource server's view, in the same unmodified client container: the real metadata URL, then its keys
+# (PyJWT's PyJWKClient over urllib: the ssl module's SSL_CERT_FILE bundle, not requests').
+VERIFY='import jwt, requests, app
+token = app.graph_token()
+meta = requests.get(f"https://login.microsoftonline.com/{app.TENANT_ID}/v2.0/.well-known/openid-configuration").json()
+key = jwt.PyJWKClient(meta["jwks_uri"]).get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=["RS256"], audience="https://graph.microsoft.com",
+                    issuer=f"https://sts.windows.net/{app.TENANT_ID}/")
+print("verified:", meta["issuer"], claims["iss"], claims["appid"])'
+timeout 120 "$PC" -p "$PROJECT" --profile impersonate run --rm -T entra-app python -c "$VERIFY" \
+    > "$W/entra-verify.log" 2>&1 || { tail -30 "$W/entra-verify.log"; die "token verification from the metadata URL"; }
+grep '^verified: ' "$W/entra-verify.log" | sed 's/^/entra-app /'
+podman exec "${PROJECT}_entra_1" python -c "$ADMIN" journal "$APP_CLIENT" || die "reading the journal"
 
 step "all checks passed"

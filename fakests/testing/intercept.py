@@ -1,23 +1,26 @@
 """In-process interception of Entra's host names, for pytest (the moto model).
 
 ``with fake_sts.intercept():`` answers every request that ``requests`` (MSAL Python, azure-identity's
-default transport) or ``httpx`` (sync and async) sends to ``login.microsoftonline.com``,
-``login.windows.net`` or ``login.microsoft.com`` from this test's sandbox, in this process: no socket, no
-CA, no hosts file, and the app keeps its production authority. Other hosts are untouched. The sandbox
-answers whatever tenant and client the request names (an app's own fixed ids, which the test adds to
-its sandbox with ``add_tenant`` and ``add_app``), so tests with the same fixed ids stay isolated: a
-shared server routes by tenant segment, interception routes by test.
+default transport), ``httpx`` (sync and async) or ``aiohttp`` (azure-identity's async credentials) sends
+to ``login.microsoftonline.com``, ``login.windows.net`` or ``login.microsoft.com`` from this test's
+sandbox, in this process: no socket, no CA, no hosts file, and the app keeps its production authority.
+Other hosts are untouched. The sandbox answers whatever tenant and client the request names (an app's
+own fixed ids, which the test adds to its sandbox with ``add_tenant`` and ``add_app``), so tests with the
+same fixed ids stay isolated: a shared server routes by tenant segment, interception routes by test.
 
 How: ``requests.adapters.HTTPAdapter.send`` and httpx's ``HTTPTransport.handle_request`` /
-``AsyncHTTPTransport.handle_async_request`` are wrapped once; while an interception is active, a
-request to one of its hosts is handed to the ASGI app with the sandbox pinned in its scope
-(``sts.context.SANDBOX_KEY``). aiohttp (azure-identity's async default) is not intercepted yet.
+``AsyncHTTPTransport.handle_async_request`` and aiohttp's ``TCPConnector._create_connection``
+(``aiohttp_transport.py``: an in-memory connection, so aiohttp writes and parses the bytes itself) are
+wrapped once; while an interception is active, a request to one of its hosts is handed to the ASGI app with
+the sandbox pinned in its scope (``sts.context.SANDBOX_KEY``). httpx and aiohttp are optional: a library
+that is not installed is simply not wrapped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +32,7 @@ from starlette.types import ASGIApp
 
 from ..state.settings import PUBLIC_CLOUD_HOSTS
 from ..sts.context import SANDBOX_KEY
-from .transport import ASGIAdapter, call_asgi, shared_loop
+from .transport import ASGIAdapter, exchange_asgi, shared_loop
 
 _active: list[Interception] = []  # innermost last; tests in one process run one at a time
 _lock = threading.Lock()
@@ -72,6 +75,7 @@ def _install() -> None:
 
         HTTPAdapter.send = send  # type: ignore[method-assign]
         _install_httpx()
+        _install_aiohttp()
         _installed = True
 
 
@@ -82,11 +86,29 @@ def _install_httpx() -> None:
         return
 
     def answer(active: Interception, request: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         active.requests += 1
-        return asyncio.run_coroutine_threadsafe(
-            call_asgi(active.app, request.method, str(request.url), headers, request.read(),
-                      extra={SANDBOX_KEY: active.sandbox_id}), shared_loop()).result(timeout=60)
+        result = asyncio.run_coroutine_threadsafe(
+            exchange_asgi(active.app, request.method, str(request.url), headers, request.read(),
+                          extra={SANDBOX_KEY: active.sandbox_id}), shared_loop()).result(timeout=60)
+        fault = result.fault
+        # A fault raises what httpx raises over a socket (httpcore's mapping), not requests' exceptions.
+        if fault is not None and fault.kind == "hang":
+            timeout = (request.extensions.get("timeout") or {}).get("read")
+            if timeout is not None and timeout < fault.hang_seconds:
+                time.sleep(timeout)
+                raise httpx.ReadTimeout("timed out", request=request)
+            time.sleep(fault.hang_seconds)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if fault is not None and fault.kind == "close_mid_body":
+            raise httpx.RemoteProtocolError(
+                f"peer closed connection without sending complete message body (received {len(result.body)} bytes)",
+                request=request)
+        if fault is not None:
+            raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+        if not result.complete:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return result.status, result.headers, result.body
 
     sync_handle = httpx.HTTPTransport.handle_request
 
@@ -109,6 +131,14 @@ def _install_httpx() -> None:
 
     httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
     httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
+
+
+def _install_aiohttp() -> None:
+    try:
+        from . import aiohttp_transport
+    except ImportError:  # aiohttp is optional: nothing to intercept
+        return
+    aiohttp_transport.install(_current)
 
 
 @contextmanager

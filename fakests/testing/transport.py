@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from http.client import HTTPMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,27 +44,39 @@ class TransportFault(requests.ConnectionError):
     """What a dropped connection looks like in-process: ``requests.ConnectionError``, as over TCP."""
 
 
-async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                    client: tuple[str, int] = ("127.0.0.1", 50000), extra: Mapping[str, Any] | None = None,
-                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """One HTTP exchange with an ASGI app: (status, raw headers, body)."""
+@dataclass
+class Exchange:
+    """What an ASGI app did with one request: what it sent before it ended, or before a fault broke it."""
+
+    status: int = 500
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    started: bool = False  # http.response.start was sent
+    complete: bool = False  # the last body chunk was sent
+    fault: InProcessFault | None = None  # the transport fault the app scripted, if any
+
+
+async def exchange_asgi(app: ASGIApp, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes,
+                        client: tuple[str, int] = ("127.0.0.1", 50000), extra: Mapping[str, Any] | None = None,
+                        ) -> Exchange:
+    """One HTTP exchange with an ASGI app, with no mapping to any client library's exceptions.
+
+    ``headers`` are pairs, so a repeated header stays repeated. Each client transport (``requests``,
+    httpx, aiohttp) turns the result, faults included, into what that client would see over a socket."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    host_header = parts.netloc
-    raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+    raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers
                    if k.lower() != "host"]
-    raw_headers.insert(0, (b"host", host_header.encode("latin-1")))
+    raw_headers.insert(0, (b"host", parts.netloc.encode("latin-1")))
     scope: dict[str, Any] = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
         "scheme": parts.scheme, "path": parts.path or "/", "raw_path": (parts.path or "/").encode(),
         "query_string": parts.query.encode(), "root_path": "", "headers": raw_headers,
         "server": (parts.hostname or "localhost", port), "client": client, INPROCESS_KEY: True, **(extra or {}),
     }
-    sent = False
-    status = 500
-    out_headers: list[tuple[bytes, bytes]] = []
+    result = Exchange()
     chunks: list[bytes] = []
-    done = False
+    sent = False
 
     async def receive() -> Message:
         nonlocal sent
@@ -74,28 +87,39 @@ async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, s
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
-        nonlocal status, out_headers, done
         if message["type"] == "http.response.start":
-            status = message["status"]
-            out_headers = list(message.get("headers", []))
+            result.status = message["status"]
+            result.headers = list(message.get("headers", []))
+            result.started = True
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
-                done = True
+                result.complete = True
 
     try:
         await app(scope, receive, send)
     except InProcessFault as fault:
+        result.fault = fault
+    result.body = b"".join(chunks)
+    return result
+
+
+async def call_asgi(app: ASGIApp, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                    client: tuple[str, int] = ("127.0.0.1", 50000), extra: Mapping[str, Any] | None = None,
+                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One HTTP exchange with an ASGI app: (status, raw headers, body); faults raise what ``requests`` raises."""
+    result = await exchange_asgi(app, method, url, headers.items(), body, client=client, extra=extra)
+    fault = result.fault
+    if fault is not None:
         if fault.kind == "hang":
             await asyncio.sleep(fault.hang_seconds)  # the adapter's read timeout usually ends this first
         if fault.kind == "close_mid_body":
-            read = len(b"".join(chunks))
             raise requests.exceptions.ChunkedEncodingError(
-                f"('Connection broken: IncompleteRead({read} bytes read)', IncompleteRead)") from None
-        raise TransportFault("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))") from None
-    if not done:
+                f"('Connection broken: IncompleteRead({len(result.body)} bytes read)', IncompleteRead)")
+        raise TransportFault("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))")
+    if not result.complete:
         raise TransportFault("Connection aborted: the server closed the connection before the response ended")
-    return status, out_headers, b"".join(chunks)
+    return result.status, result.headers, result.body
 
 
 class ASGIAdapter(HTTPAdapter):

@@ -3,7 +3,11 @@
 ``.ci/containers.sh`` builds the unmodified Dockerfile on a local stand-in for ``python:3.11-slim`` (no
 image registry is reachable here), runs the image alone until its healthcheck passes, then runs the
 compose file: ``fakests`` healthy first (the healthcheck gates the client), then the ``app-tests``
-service's own pytest run against ``https://fakests:8443`` by service name. It rewrites the machine's
+service's own pytest run against ``https://fakests:8443`` by service name. Then the ``impersonate`` profile:
+the same image as ``entra``, answering on 443 as ``login.microsoftonline.com`` (network aliases), and the
+unmodified ``examples/entra_app/app.py`` in ``entra-app``, trusting only the CA bundle from the shared
+volume: AADSTS70012 armed twice, the app's retries, its tokens, and a token verified from the real
+metadata URL with PyJWT's ``PyJWKClient``. It rewrites the machine's
 ``/etc/containers/containers.conf`` and installs Debian packages, so it runs under CI (where a missing
 engine is a failure) or when ``FAKESTS_CONTAINER_TESTS=1`` asks for it; elsewhere it skips.
 """
@@ -35,4 +39,14 @@ def test_the_image_and_compose_file_pass_in_a_real_container_engine() -> None:
     assert "discovery through the published port: https://" in output
     app_tests = [line for line in output.splitlines() if line.startswith("app-tests: ")]
     assert app_tests and " passed" in app_tests[-1] and "failed" not in app_tests[-1], output[-3000:]
+    # The impersonate profile: the unmodified app, production authority, reached fakests by Entra's name.
+    tokens = [line for line in output.splitlines() if line.startswith("entra-app: ")]
+    assert [t.split(":")[1].strip() for t in tokens] == ["msal", "azure-identity"], output[-3000:]
+    assert all(": eyJ" in t for t in tokens), tokens
+    assert "entra-app retries: 2" in output, output[-3000:]  # the two scripted 70012s, retried by the app
+    tenant = "3c1c6f3e-1a7b-4b8e-9d6a-2f0e5c8b7a11"
+    assert (f"entra-app verified: https://login.microsoftonline.com/{tenant}/v2.0 https://sts.windows.net/{tenant}/ "
+            "6b0d2f5e-8c44-4f1a-b3a2-7e9c1d0f4a22") in output, output[-3000:]
+    # Both 70012s, then MSAL's token, azure-identity's and the verifying run's, all for the app's own client.
+    assert "entra journal: [500, 500, 200, 200, 200]" in output, output[-3000:]
     assert "=== all checks passed" in output

@@ -146,3 +146,28 @@ def test_two_sandboxes_with_the_same_fixed_ids_stay_apart(app_ids: StsSandbox, f
     finally:
         other.drop()
     assert uuid.UUID(APP_TENANT)
+
+
+def test_httpx_sees_transport_faults_as_its_own_exceptions(app_ids: StsSandbox) -> None:
+    """A scripted fault raises what httpx raises over a socket, never an exception of another library."""
+    url = f"https://login.microsoftonline.com/{APP_TENANT}/oauth2/v2.0/token"
+    form = {"grant_type": "client_credentials", "client_id": APP_CLIENT_ID, "client_secret": APP_SECRET,
+            "scope": API_SCOPE}
+
+    async def post_async() -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(url, data=form)
+
+    with app_ids.intercept():
+        app_ids.fail("token", fault="reset", times=1)
+        with pytest.raises(httpx.ReadError):
+            httpx.post(url, data=form)
+        app_ids.fail("token", fault="close_mid_body", times=1)
+        with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
+            asyncio.run(post_async())
+        app_ids.fail("token", fault="hang", hang_seconds=30, times=1)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, data=form, timeout=httpx.Timeout(5, read=0.2))
+        assert httpx.post(url, data=form).json()["token_type"] == "Bearer"
+    assert [(e.fault, e.status) for e in app_ids.journal.entries("token")] == [
+        ("reset", 0), ("close_mid_body", 200), ("hang", 0), (None, 200)]
