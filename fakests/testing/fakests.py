@@ -21,6 +21,7 @@ from ..state.settings import Settings
 
 if TYPE_CHECKING:
     import requests
+    from starlette.types import ASGIApp
 
     from .sandbox import StsSandbox
 
@@ -42,6 +43,7 @@ class FakeSTS:
         self.port: int = 0
         self._identity: tuple[Server, threading.Thread, str] | None = None
         self._identity_lock = threading.Lock()
+        self._identity_app: ASGIApp | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FakeSTS:
@@ -62,6 +64,17 @@ class FakeSTS:
                 stop_thread(server, thread)
         self._server = None
         self._identity = None
+
+    @property
+    def identity_app(self) -> ASGIApp:
+        """The managed-identity app (``server.app.create_identity_app``) for in-process calls (interception
+        of IMDS's address), made on first use."""
+        with self._identity_lock:
+            if self._identity_app is None:
+                from ..server.app import create_identity_app
+
+                self._identity_app = create_identity_app(self.runtime, self.url)
+            return self._identity_app
 
     @property
     def identity_url(self) -> str:
@@ -111,7 +124,7 @@ class FakeSTS:
         sb.auto_sign_in = auto_sign_in
         return StsSandbox(sb, self.runtime.sandboxes, url=self.url, ca_path=self.ca_path if self.runtime.tls else None,
                           app=self.app, client_cert_path=str(self.runtime.client_cert_path),
-                          identity_url=lambda: self.identity_url)
+                          identity_url=lambda: self.identity_url, identity_app=lambda: self.identity_app)
 
     def session(self) -> requests.Session:
         """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``

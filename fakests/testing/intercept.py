@@ -42,16 +42,17 @@ _installed = False
 class Interception:
     """One active interception: the app that answers, the sandbox it pins, the hosts it takes."""
 
-    def __init__(self, app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...], scheme: str = "https") -> None:
         self.app = app
         self.sandbox_id = sandbox_id
         self.hosts = frozenset(h.lower() for h in hosts)
+        self.scheme = scheme
         self.adapter = ASGIAdapter(app, extra={SANDBOX_KEY: sandbox_id})
         self.requests = 0  # how many requests it answered
 
     def takes(self, url: str) -> bool:
         parts = urlsplit(url)
-        return parts.scheme == "https" and (parts.hostname or "") in self.hosts
+        return parts.scheme == self.scheme and (parts.hostname or "") in self.hosts
 
 
 def _current(url: str) -> Interception | None:
@@ -141,11 +142,17 @@ def _install_aiohttp() -> None:
     aiohttp_transport.install(_current)
 
 
+# IMDS's address: where ManagedIdentityCredential and MSAL's ManagedIdentityClient go when no managed-identity
+# variable is set (plain HTTP, as Azure serves it).
+IMDS_HOST = "169.254.169.254"
+
+
 @contextmanager
-def intercept(app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...] = PUBLIC_CLOUD_HOSTS) -> Iterator[Interception]:
-    """Answer requests to ``hosts`` from ``sandbox_id`` in ``app`` while the block runs."""
+def intercept(app: ASGIApp, sandbox_id: str, hosts: tuple[str, ...] = PUBLIC_CLOUD_HOSTS,
+              scheme: str = "https") -> Iterator[Interception]:
+    """Answer requests to ``scheme://`` ``hosts`` from ``sandbox_id`` in ``app`` while the block runs."""
     _install()
-    active = Interception(app, sandbox_id, hosts)
+    active = Interception(app, sandbox_id, hosts, scheme)
     _active.append(active)
     try:
         yield active

@@ -12,6 +12,7 @@ whatever ``REQUESTS_CA_BUNDLE`` says (§7.12).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -87,8 +88,10 @@ class StsSandbox:
     """A sandbox on a running fakests (``FakeSTS``), as a test uses it."""
 
     def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
-                 client_cert_path: str, identity_url: Callable[[], str] | None = None) -> None:
+                 client_cert_path: str, identity_url: Callable[[], str] | None = None,
+                 identity_app: Callable[[], ASGIApp] | None = None) -> None:
         self._identity_url = identity_url
+        self._identity_app = identity_app
         self.sandbox = sandbox
         self._sandboxes = sandboxes
         self.url = url.rstrip("/")
@@ -317,13 +320,19 @@ class StsSandbox:
 
     @contextmanager
     def intercept(self, hosts: tuple[str, ...] | None = None) -> Iterator[Interception]:
-        """Answer every ``requests`` and ``httpx`` call to Entra's hosts (``login.microsoftonline.com``,
-        ``login.windows.net``, ``login.microsoft.com``, or ``hosts``) from this sandbox, in this process,
-        while the block runs: the app keeps its production authority and needs no CA. Add its fixed ids
-        first (``add_tenant``, ``add_app``). ``testing/intercept.py`` says how."""
-        from .intercept import intercept
+        """Answer every ``requests``, ``httpx`` and ``aiohttp`` call to Entra's hosts
+        (``login.microsoftonline.com``, ``login.windows.net``, ``login.microsoft.com``, or ``hosts``) from this
+        sandbox, in this process, while the block runs: the app keeps its production authority and needs no
+        CA. Add its fixed ids first (``add_tenant``, ``add_app``). Calls to IMDS's own address
+        (``http://169.254.169.254``) are answered by this sandbox's managed-identity endpoints too, so
+        ``ManagedIdentityCredential`` works with no variable set. ``testing/intercept.py`` says how."""
+        from .intercept import IMDS_HOST, intercept
 
-        with intercept(self._app, self.sandbox_id, *(() if hosts is None else (tuple(hosts),))) as active:
+        with contextlib.ExitStack() as stack:
+            active = stack.enter_context(intercept(self._app, self.sandbox_id,
+                                                   *(() if hosts is None else (tuple(hosts),))))
+            if self._identity_app is not None:
+                stack.enter_context(intercept(self._identity_app(), self.sandbox_id, (IMDS_HOST,), scheme="http"))
             yield active
 
     # --- managed identity and virtual time ------------------------------------------------------------

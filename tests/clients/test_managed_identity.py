@@ -162,3 +162,43 @@ def test_an_outage_of_45_seconds_in_virtual_time(fake_sts: StsSandbox) -> None:
         _verified(fake_sts, token.token, ARM)
     statuses = [e.status for e in fake_sts.journal.entries("imds")]
     assert statuses[-1] == 200 and statuses.count(503) == 6
+
+
+# --- IMDS's own address, intercepted in-process -----------------------------------------------------------
+def test_intercept_answers_imds_at_its_own_address(fake_sts: StsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No managed-identity variable at all: the clients go to http://169.254.169.254, as on a VM, and
+    ``fake_sts.intercept()`` answers there from this sandbox (requests: azure-identity, MSAL)."""
+    for name in ("AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT",
+                 "MSI_SECRET", "IMDS_ENDPOINT", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    fake_sts.fail("imds", status=410, times=1)
+    with fake_sts.intercept(), fake_sts.virtual_time():
+        token = ManagedIdentityCredential().get_token(f"{ARM}/.default")
+        _verified(fake_sts, token.token, ARM)
+        default = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
+                                         exclude_powershell_credential=True).get_token("https://vault.azure.net/.default")
+        _verified(fake_sts, default.token, "https://vault.azure.net")
+        client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
+        assert "access_token" in client.acquire_token_for_client(resource="https://storage.azure.com")
+    entries = fake_sts.journal.entries("imds")
+    assert entries[0].path == "/metadata/identity/oauth2/token" and [e.status for e in entries][:2] == [410, 200]
+    # DefaultAzureCredential probed IMDS first (no Metadata header: 400), then asked for its token.
+    assert [e.status for e in entries[2:4]] == [400, 200] and entries[2].aadsts is None
+
+
+def test_intercept_answers_imds_for_async_azure_identity(fake_sts: StsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
+
+    for name in ("AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def main() -> str:
+        async with AsyncManagedIdentityCredential() as credential:
+            return (await credential.get_token(f"{ARM}/.default")).token
+
+    with fake_sts.intercept():
+        token = asyncio.run(main())
+    _verified(fake_sts, token, ARM)
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [200]
