@@ -175,8 +175,9 @@ def test_intercept_answers_imds_at_its_own_address(fake_sts: StsSandbox, monkeyp
     with fake_sts.intercept(), fake_sts.virtual_time():
         token = ManagedIdentityCredential().get_token(f"{ARM}/.default")
         _verified(fake_sts, token.token, ARM)
-        default = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
-                                         exclude_powershell_credential=True).get_token("https://vault.azure.net/.default")
+        chain = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
+                                       exclude_powershell_credential=True)
+        default = chain.get_token("https://vault.azure.net/.default")
         _verified(fake_sts, default.token, "https://vault.azure.net")
         client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
         assert "access_token" in client.acquire_token_for_client(resource="https://storage.azure.com")
