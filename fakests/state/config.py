@@ -23,7 +23,18 @@ from typing import Any, Literal, NoReturn, Union, get_args, get_origin, get_type
 
 from .config_schema import SCHEMA as SCHEMA  # the JSON Schema editors use (fakests schema config)
 from .defaults import default_directory
-from .directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Certificate, Directory, Secret, Tenant, User, graph_app
+from .directory import (
+    GRAPH_APP_ID,
+    MSA_TENANT_ID,
+    App,
+    Certificate,
+    Directory,
+    Secret,
+    Tenant,
+    User,
+    graph_app,
+    uri_origin,
+)
 from .errors import ConfigError
 from .settings import Settings
 from .yamlfile import read_yaml
@@ -31,6 +42,8 @@ from .yamlfile import read_yaml
 TOP_KEYS = ("settings", "include_defaults", "tenants", "apps", "users", "consents", "role_assignments")
 # Entra's ids are GUIDs, and clients (and the tid/oid claims' consumers) treat them as such.
 GUID_FIELDS = frozenset({"tenant_id", "client_id", "oid", "object_id"})
+# An app's redirect URI lists: untyped (today's meaning) and one per Entra platform.
+PLATFORM_FIELDS = ("redirect_uris", "web_redirect_uris", "spa_redirect_uris", "public_client_redirect_uris")
 
 CertificateLoader = Callable[[str, str], Certificate]
 
@@ -158,7 +171,23 @@ class DirectoryReader:
             self.fail(_join(key, "certificates"), f"must be a list, got {_kind(certs)}")
         keys = [_join(_join(key, "certificates"), i) for i in range(len(certs))]
         values["certificates"] = [self.certificate(self.value(str, c, k), k) for c, k in zip(certs, keys, strict=True)]
+        self.redirect_platforms(values, key)
         return App(**values)
+
+    def redirect_platforms(self, values: Mapping[str, Any], key: str) -> None:
+        """Each redirect URI is on one platform (the platform decides how its codes may be redeemed),
+        and a ``spa`` URI is an http(s) URL, whose origin is where the app's token requests come from."""
+        seen: dict[str, str] = {}
+        for name in PLATFORM_FIELDS:
+            for i, uri in enumerate(values.get(name, [])):
+                where = _join(_join(key, name), i)
+                if not uri.strip():
+                    self.fail(where, "must not be empty")
+                if name == "spa_redirect_uris" and uri_origin(uri) is None:
+                    self.fail(where, f"a spa redirect URI must be an http or https URL, got {uri!r}")
+                if uri in seen and seen[uri] != name:
+                    self.fail(where, f"{uri!r} is also in {seen[uri]}: a redirect URI belongs to one platform")
+                seen[uri] = name
 
     def secrets(self, raw: Any, key: str) -> list[Secret]:
         """``["value", ...]`` or ``[{value, expires_at, hint}, ...]``; ``expires_at`` is epoch seconds,
