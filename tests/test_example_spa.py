@@ -302,3 +302,35 @@ def test_a_web_redirect_uri_from_the_browser_gets_9002326_not_a_cors_failure(
     [refused] = fake_sts.journal.entries("token", status=400)
     assert refused.aadsts == 9002326 and failed["error"]["correlationId"] == refused.correlation_id
     shot(page, "7-web-redirect-uri-9002326")
+
+
+@pytest.mark.parametrize(("body", "name", "code"), [("json", "ServerError", "temporarily_unavailable"),
+                                                     ("text", "BrowserAuthError", "failed_to_parse_response")])
+def test_429_on_token_reaches_the_app_as_msal_browser_parses_it(
+        fake_sts: StsSandbox, spa: tuple[str, dict[str, Any]], page: Page, body: str, name: str, code: str) -> None:
+    """Measured: msal-browser sends the redemption once and does not retry a 429. Entra's JSON 429
+    (AADSTS90055) is a ServerError with the correlation id; a plain-text 429 (a gateway's) is a
+    BrowserAuthError ``failed_to_parse_response``, still with msal's correlation id, which the journal has."""
+    url, _ = spa
+    fake_sts.throttle("token", limit=0, per=60, retry_after=30, body=body)
+    failed = login_redirect(page, url, fake_sts)
+    assert (failed["error"]["name"], failed["error"]["errorCode"]) == (name, code), failed
+    tokens = [e for e in fake_sts.journal.entries("token") if e.method == "POST"]
+    assert [e.status for e in tokens] == [429]
+    assert failed["error"]["correlationId"] == tokens[0].correlation_id
+    shot(page, f"8-token-429-{body}")
+
+
+def test_a_reset_connection_on_token_is_a_network_error(
+        fake_sts: StsSandbox, spa: tuple[str, dict[str, Any]], page: Page) -> None:
+    url, _ = spa
+    fake_sts.fail("token", fault="reset")
+    failed = login_redirect(page, url, fake_sts)
+    assert failed["error"]["name"] == "BrowserAuthError", failed
+    tokens = [e for e in fake_sts.journal.entries("token") if e.method == "POST"]
+    assert tokens and all(e.fault == "reset" for e in tokens)
+    assert failed["error"]["errorCode"] == "post_request_failed"
+    assert failed["error"]["correlationId"] == tokens[-1].correlation_id
+    shot(page, "9-token-reset")
+    print(f"msal-browser {MSAL_BROWSER_VERSION} under a reset on /token: {len(tokens)} POST(s); "
+          f"error {failed['error']}")
