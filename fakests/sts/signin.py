@@ -281,11 +281,12 @@ def _logout_target(ctx: StsRequest) -> str | None:
         # whose registered URI the browser is sent to.
         claims = own_claims(ctx.sandbox, hint)
         client_id = str(claims.get("aud") or "") if claims is not None else None
-    if client_id is None:
+    if client_id is None and not hint:
         # msal-browser's logoutRedirect sends neither client_id nor id_token_hint (only
         # post_logout_redirect_uri, and logout_hint when the id token has a login_hint claim); Entra finds
         # the app from its session and returns to the URI registered for it. fakests' sessions do not
         # record the app, so a URI registered for any app of the sandbox is trusted: still no open redirect.
+        # An id_token_hint that fakests did not sign names no app, and redirects nowhere (below).
         apps = list(ctx.sandbox.directory.apps.values())
         return target if any(redirect_allowed(app, target) for app in apps) else None
     app = ctx.sandbox.directory.apps.get(client_id or "")
