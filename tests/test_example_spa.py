@@ -13,23 +13,28 @@ Needs ``npm ci --prefix examples/spa`` (CI runs it); the test builds the bundle 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 from playwright.sync_api import Page, Playwright
 
 from examples.spa import serve
 from fakests import FakeSTS
+from fakests.state import defaults
 from fakests.state.journal import JournalEntry
 from fakests.testing.sandbox import StsSandbox
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, screenshot, spki_sha256
 from tests.jwks import verify
+from tests.serving import run_impersonating
 
 SPA_DIR = Path(serve.__file__).resolve().parent
 MSAL_BROWSER_VERSION = json.loads((SPA_DIR / "package.json").read_text())["dependencies"]["@azure/msal-browser"]
@@ -334,3 +339,19 @@ def test_a_reset_connection_on_token_is_a_network_error(
     shot(page, "9-token-reset")
     print(f"msal-browser {MSAL_BROWSER_VERSION} under a reset on /token: {len(tokens)} POST(s); "
           f"error {failed['error']}")
+
+
+def test_the_same_bundle_with_its_production_authority_against_impersonation(bundle: Path, tmp_path: Path) -> None:
+    """The app keeps ``https://login.microsoftonline.com/<tenant>`` and no knownAuthorities: Chromium, in a
+    namespace whose /etc/hosts sends Entra's names to ``fakests serve --impersonate`` (the machine's own is
+    untouched), signs in, and the tokens carry Entra's own issuer."""
+    script = Path(__file__).resolve().parent / "spa_impersonated.py"
+    then = f"{sys.executable} {script} {tmp_path / 'state'}\n"
+    done, log = run_impersonating(tmp_path, [], then, dict(os.environ))
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n--- fakests:\n{log}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result
+    assert "sign-in page at https://login.microsoftonline.com/" in done.stderr
+    claims = jwt.decode(result["idToken"], options={"verify_signature": False})
+    assert claims["iss"] == f"https://login.microsoftonline.com/{defaults.TENANT_ID}/v2.0"
+    assert (claims["aud"], result["username"]) == (defaults.SPA_ID, "alice@contoso.com")
