@@ -179,9 +179,10 @@ def test_a_person_signs_in_and_msal_redeems_the_code(fake_sts: StsSandbox, page:
     assert "access_token" in result, result
     assert result["id_token_claims"]["preferred_username"] == "alice@contoso.com"
 
-    # The SSO cookie is Secure, HttpOnly, SameSite=Lax, and the browser sends it back: prompt=none works.
+    # The SSO cookie is Secure, HttpOnly, SameSite=None (as ESTSAUTH: a hidden iframe is a third-party
+    # context), and the browser sends it back: prompt=none works.
     [cookie] = [c for c in context.cookies() if c["name"] == f"fakests-session-{fake_sts.sandbox_id}"]
-    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "None"
     silent = app.initiate_auth_code_flow(["User.Read"], redirect_uri=redirect_uri, response_mode="form_post",
                                          prompt="none")
     page.goto(silent["auth_uri"])

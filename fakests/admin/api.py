@@ -51,7 +51,9 @@ def app_json(app: App) -> dict[str, Any]:
         "object_id": app.object_id,
         "secrets": [{"value": s.value, "expires_at": s.expires_at, "hint": s.hint} for s in app.secrets],
         "certificates": [{"x5t": c.x5t, "x5t#S256": c.x5t_s256, "not_after": c.not_after} for c in app.certificates],
-        "redirect_uris": app.redirect_uris, "public_client": app.public_client,
+        "redirect_uris": app.redirect_uris, "web_redirect_uris": app.web_redirect_uris,
+        "spa_redirect_uris": app.spa_redirect_uris, "public_client_redirect_uris": app.public_client_redirect_uris,
+        "public_client": app.public_client,
         "sign_in_audience": app.sign_in_audience, "identifier_uris": app.identifier_uris, "scopes": app.scopes,
         "app_roles": app.app_roles, "access_token_version": app.access_token_version, "enabled": app.enabled,
     }

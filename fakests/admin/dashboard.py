@@ -271,7 +271,9 @@ _SCRIPT = """
     $("dir-sandbox").textContent = "sandbox " + detail.sandbox_id;
     const secrets = (a) => a.secrets.length ? h("div", null, ...a.secrets.map((s) => h("div", null, copyable(s.value))))
                                             : h("span", "muted", "none");
-    const kind = (a) => (a.public_client ? "public" : "confidential")
+    const kind = (a) => (a.public_client ? "public" : a.secrets.length || a.certificates.length ? "confidential"
+                         : a.spa_redirect_uris.length ? "spa" : "confidential")
+      + (a.spa_redirect_uris.length && (a.public_client || a.secrets.length) ? ", spa" : "")
       + (a.certificates.length ? ", " + a.certificates.length + " cert" : "");
     $("directory").replaceChildren(
       h("p", "kv", "authority ", copyable(detail.authority)),

@@ -23,8 +23,9 @@ from ..sts.ids import RequestIds
 from .runtime import Runtime
 
 GET, POST, BOTH = ["GET"], ["POST"], ["GET", "POST"]
-# POST-only STS endpoints take every method, so a wrong one gets Entra's AADSTS900561, not a bare 405.
-ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# POST-only STS endpoints take every method, so a wrong one gets Entra's AADSTS900561, not a bare 405;
+# OPTIONS also carries browsers' CORS preflights (``sts.context.preflight``).
+ANY = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def routes() -> list[BaseRoute]:

@@ -37,6 +37,7 @@ from .directory import (
     User,
     azure_resource_apps,
     graph_app,
+    uri_origin,
 )
 from .errors import ConfigError
 from .settings import Settings
@@ -46,6 +47,8 @@ TOP_KEYS = ("settings", "include_defaults", "tenants", "apps", "users", "managed
             "role_assignments")
 # Entra's ids are GUIDs, and clients (and the tid/oid claims' consumers) treat them as such.
 GUID_FIELDS = frozenset({"tenant_id", "client_id", "oid", "object_id"})
+# An app's redirect URI lists: untyped (today's meaning) and one per Entra platform.
+PLATFORM_FIELDS = ("redirect_uris", "web_redirect_uris", "spa_redirect_uris", "public_client_redirect_uris")
 
 CertificateLoader = Callable[[str, str], Certificate]
 
@@ -173,7 +176,23 @@ class DirectoryReader:
             self.fail(_join(key, "certificates"), f"must be a list, got {_kind(certs)}")
         keys = [_join(_join(key, "certificates"), i) for i in range(len(certs))]
         values["certificates"] = [self.certificate(self.value(str, c, k), k) for c, k in zip(certs, keys, strict=True)]
+        self.redirect_platforms(values, key)
         return App(**values)
+
+    def redirect_platforms(self, values: Mapping[str, Any], key: str) -> None:
+        """Each redirect URI is on one platform (the platform decides how its codes may be redeemed),
+        and a ``spa`` URI is an http(s) URL, whose origin is where the app's token requests come from."""
+        seen: dict[str, str] = {}
+        for name in PLATFORM_FIELDS:
+            for i, uri in enumerate(values.get(name, [])):
+                where = _join(_join(key, name), i)
+                if not uri.strip():
+                    self.fail(where, "must not be empty")
+                if name == "spa_redirect_uris" and uri_origin(uri) is None:
+                    self.fail(where, f"a spa redirect URI must be an http or https URL, got {uri!r}")
+                if uri in seen and seen[uri] != name:
+                    self.fail(where, f"{uri!r} is also in {seen[uri]}: a redirect URI belongs to one platform")
+                seen[uri] = name
 
     def secrets(self, raw: Any, key: str) -> list[Secret]:
         """``["value", ...]`` or ``[{value, expires_at, hint}, ...]``; ``expires_at`` is epoch seconds,

@@ -27,6 +27,11 @@ DAEMON_ID = "fa7e0000-0000-4000-8000-00000000a001"
 WEB_ID = "fa7e0000-0000-4000-8000-00000000a002"
 API_ID = "fa7e0000-0000-4000-8000-00000000a003"
 PUBLIC_ID = "fa7e0000-0000-4000-8000-00000000a004"
+SPA_ID = "fa7e0000-0000-4000-8000-00000000a005"
+# Where browser dev servers listen (Create React App / Express 3000, Vite 5173, Angular 4200, many 8080);
+# loopback URIs match on any port, so a test's static server on a free port signs in too.
+SPA_REDIRECT_URIS = ["http://localhost:3000", "http://localhost:5173", "http://localhost:4200",
+                     "http://localhost:8080", "http://localhost:3000/redirect.html"]
 
 DAEMON_SECRET = "daemon-secret-value"
 WEB_SECRET = "web-secret-value"
@@ -49,8 +54,8 @@ USER_IDENTITY_OBJECT_ID = "fa7e0000-0000-4000-8000-00000000e102"
 
 
 def default_directory(client_certificate: Certificate | None = None) -> Directory:
-    """Contoso with four apps, seven users and two managed identities (a VM's, a user-assigned one); Fabrikam
-    as a second tenant; the MSA tenant.
+    """Contoso with five apps, seven users and two managed identities (a VM's, a user-assigned one);
+    Fabrikam as a second tenant; the MSA tenant.
 
     ``client_certificate`` (the public half of the default client certificate kept in the state
     directory) is registered on the daemon and web apps when given.
@@ -89,6 +94,11 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
         sign_in_audience="AzureADandPersonalMicrosoftAccount",
         object_id="fa7e0000-0000-4000-8000-00000000d004",
     ))
+    d.add_app(App(
+        SPA_ID, "fakests spa", TENANT_ID, spa_redirect_uris=list(SPA_REDIRECT_URIS),
+        sign_in_audience="AzureADandPersonalMicrosoftAccount",
+        object_id="fa7e0000-0000-4000-8000-00000000d005",
+    ))
 
     for user in (
         User("alice@contoso.com", "Alice Smith", PASSWORD, TENANT_ID,
@@ -108,7 +118,7 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
     ):
         d.add_user(user)
 
-    for client in (WEB_ID, PUBLIC_ID):
+    for client in (WEB_ID, PUBLIC_ID, SPA_ID):
         d.grant(client, "https://graph.microsoft.com", ["User.Read", "openid", "profile", "email",
                                                         "offline_access"])
         d.grant(client, API_ID, ["access_as_user", "Data.Read"])

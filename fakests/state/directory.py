@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -34,6 +35,8 @@ SPECIAL_TENANTS = frozenset({"common", "organizations", "consumers"})
 
 AccountType = Literal["work", "msa"]
 IdentityKind = Literal["system", "user"]
+Platform = Literal["web", "spa", "publicClient"]
+"""Entra's redirect-URI platforms (Graph's ``application.web``, ``.spa``, ``.publicClient``)."""
 Audience = Literal[
     "AzureADMyOrg", "AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"
 ]
@@ -111,7 +114,18 @@ class App:
     tenant_id: str
     secrets: list[Secret] = field(default_factory=list)
     certificates: list[Certificate] = field(default_factory=list)
+    # Untyped redirect URIs: what fakests had before platforms, and what they still mean (a redirect
+    # target; a browser cannot redeem their codes cross-origin, as with a ``web`` URI).
     redirect_uris: list[str] = field(default_factory=list)
+    # Redirect URIs by Entra platform. ``spa`` ones allow cross-origin (CORS) code redemption with PKCE
+    # and get 24-hour refresh tokens; a code issued to any other URI cannot be redeemed with an Origin
+    # header (AADSTS9002326), and a ``spa`` code cannot be redeemed without one (AADSTS9002327).
+    web_redirect_uris: list[str] = field(default_factory=list, metadata={
+        "help": "Redirect URIs of the 'web' platform (server-side apps)."})
+    spa_redirect_uris: list[str] = field(default_factory=list, metadata={
+        "help": "Redirect URIs of the 'spa' platform: browser apps redeeming codes cross-origin with PKCE."})
+    public_client_redirect_uris: list[str] = field(default_factory=list, metadata={
+        "help": "Redirect URIs of the 'publicClient' platform (mobile and desktop apps)."})
     public_client: bool = False
     sign_in_audience: Audience = "AzureADMyOrg"
     identifier_uris: list[str] = field(default_factory=list)
@@ -124,6 +138,33 @@ class App:
     @property
     def confidential(self) -> bool:
         return bool(self.secrets or self.certificates) and not self.public_client
+
+    def all_redirect_uris(self) -> list[str]:
+        """Every registered redirect URI, untyped first, then web, spa and publicClient."""
+        return [*self.redirect_uris, *self.web_redirect_uris, *self.spa_redirect_uris,
+                *self.public_client_redirect_uris]
+
+    def is_spa_redirect(self, redirect_uri: str) -> bool:
+        """Whether ``redirect_uri`` (as registered: exact) is one of this app's ``spa`` URIs."""
+        return redirect_uri in self.spa_redirect_uris
+
+    def spa_origins(self) -> set[str]:
+        """The origins (scheme://host[:port]) of the ``spa`` redirect URIs: where a browser app's
+        cross-origin token requests come from."""
+        return {origin for uri in self.spa_redirect_uris if (origin := uri_origin(uri))}
+
+    def spa_origin_allowed(self, origin: str) -> bool:
+        """Whether a browser ``Origin`` is one of ``spa_origins``; loopback http origins match on any
+        port, as loopback redirect URIs do (``sts.signin.registered_redirect``)."""
+        allowed = self.spa_origins()
+        if origin in allowed:
+            return True
+        for host in ("localhost", "127.0.0.1"):
+            prefix = f"http://{host}"
+            if (origin == prefix or origin.startswith(prefix + ":")) and any(
+                    a == prefix or a.startswith(prefix + ":") for a in allowed):
+                return True
+        return False
 
     def resource_uris(self) -> list[str]:
         """Every string that names this app as a resource: its URIs, ``api://{id}`` and its id."""
@@ -172,6 +213,22 @@ class ManagedIdentity:
     def name(self) -> str:
         """The last segment of the ARM id: the VM's or the identity's name."""
         return self.display_name or self.resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def uri_origin(uri: str) -> str | None:
+    """The origin of a URL as a browser sends it in ``Origin`` (lower-case scheme and host, the port
+    only when it is not the scheme's default); None when ``uri`` is not an http(s) URL."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname.lower()
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 def _names(app: App, name: str) -> bool:
@@ -299,7 +356,10 @@ class Directory:
             uris = [u.replace(a.client_id, m(a.client_id)) for u in a.identifier_uris]
             out.add_app(replace(a, client_id=m(a.client_id), tenant_id=m(a.tenant_id), identifier_uris=uris,
                                 secrets=list(a.secrets), certificates=list(a.certificates),
-                                redirect_uris=list(a.redirect_uris), object_id=str(uuid.uuid4())))
+                                redirect_uris=list(a.redirect_uris), web_redirect_uris=list(a.web_redirect_uris),
+                                spa_redirect_uris=list(a.spa_redirect_uris),
+                                public_client_redirect_uris=list(a.public_client_redirect_uris),
+                                object_id=str(uuid.uuid4())))
         for u in self.users.values():
             out.add_user(replace(u, tenant_id=m(u.tenant_id)))
         out.consents = {(m(c), m(r)): set(s) for (c, r), s in self.consents.items()}

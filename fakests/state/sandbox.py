@@ -71,6 +71,7 @@ class IssuedCode:
     auth_time: float
     session_id: str | None = None
     redeemed: bool = False
+    spa: bool = False  # issued to a ``spa`` redirect URI: redeemable only cross-origin, with PKCE
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RefreshGrant:
     expires_at: float
     auth_time: float
     revoked: bool = False
+    spa: bool = False  # issued to a single-page app: a fixed lifetime, redeemable only cross-origin
 
 
 @dataclass

@@ -120,6 +120,15 @@ _ENTRIES: tuple[Aadsts, ...] = (
     _e(1002012, "InvalidScopeClientCredential", "invalid_scope", 400,
        "The provided value for scope {scope} is not valid. Client credential flows must have a scope "
        "value with /.default suffixed to the resource identifier (application ID URI)."),
+    # --- browsers: cross-origin redemption (entra-docs v2-oauth2-auth-code-flow.md; clients-2026.md §3)
+    _e(9002326, "CrossOriginRedemptionOnlyForSpa", "invalid_request", 400,
+       "Cross-origin token redemption is permitted only for the 'Single-Page Application' client-type. "
+       "Request origin: '{origin}'.", evidence="recorded"),  # MicrosoftDocs/azure-docs#100859, msal-js#5196
+    _e(9002327, "SpaTokensOnlyCrossOrigin", "invalid_request", 400,
+       "Tokens issued for the 'Single-Page Application' client-type may only be redeemed via cross-origin "
+       "requests.", evidence="recorded"),  # msal-js#2482, #3032
+    _e(9002325, "PkceRequiredForCrossOrigin", "invalid_request", 400,
+       "Proof Key for Code Exchange is required for cross-origin authorization code redemption."),
     # --- redirect URIs and authorize ----------------------------------------------------------------
     _e(50011, "InvalidReplyTo", "invalid_request", 400,
        "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs "
@@ -171,6 +180,11 @@ _ENTRIES: tuple[Aadsts, ...] = (
     _e(700082, "ExpiredOrRevokedGrantInactiveToken", "invalid_grant", 400,
        "The refresh token has expired due to inactivity. The token was issued on {issued} and was "
        "inactive for {inactive}.", suberror="bad_token"),
+    _e(700084, "SpaRefreshTokenExpired", "invalid_grant", 400,
+       "The refresh token was issued to a single page app (SPA), and therefore has a fixed, limited lifetime "
+       "of 1.00:00:00, which cannot be extended. It is now expired and a new sign in request must be sent by "
+       "the SPA to the sign in page. The token was issued on {issued}.",  # msal-js#6765
+       evidence="recorded"),
     _e(50173, "FreshTokenNeeded", "invalid_grant", 400,
        "The provided grant has expired due to it being revoked, a fresh auth token is needed. The "
        "user might have changed or reset their password. The grant was issued on '{issued}' and the "

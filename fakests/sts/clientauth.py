@@ -61,8 +61,19 @@ def find_app(ctx: StsRequest, client_id: str) -> App:
     return app
 
 
-def authenticate(ctx: StsRequest, *, confidential_only: bool = False) -> ClientAuth:
-    """Identify and authenticate the client of a token request."""
+def browser_origin(ctx: StsRequest) -> str | None:
+    """The ``Origin`` a browser sent with a cross-origin request (None from a server-side client)."""
+    return ctx.headers.get("origin") or None
+
+
+def authenticate(ctx: StsRequest, *, confidential_only: bool = False, spa: bool = False) -> ClientAuth:
+    """Identify and authenticate the client of a token request.
+
+    ``spa``: the grant was issued to a ``spa`` redirect URI, so the client is public for this request,
+    whatever else the registration holds (Entra answers a secret there with AADSTS700025). With an
+    ``Origin`` header, client credentials are refused in every flow (AADSTS9002326): "the Microsoft
+    identity platform ... prevents the use of client credentials in all flows in the presence of an
+    Origin header" (entra-docs v2-oauth2-auth-code-flow.md)."""
     basic = _basic(ctx)
     secret = ctx.get("client_secret") or (basic[1] if basic else None)
     assertion = ctx.get("client_assertion")
@@ -75,8 +86,11 @@ def authenticate(ctx: StsRequest, *, confidential_only: bool = False) -> ClientA
     if client_id is None:
         raise StsError(900144, parameter="client_id")
     app = find_app(ctx, client_id)
+    origin = browser_origin(ctx)
+    if origin is not None and (secret or assertion):
+        raise StsError(9002326, origin=origin)
 
-    if app.public_client:
+    if app.public_client or spa:
         if secret or assertion:
             raise StsError(700025)
         if confidential_only:

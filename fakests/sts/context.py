@@ -189,6 +189,54 @@ def request_path(request: Request) -> str:
     return request.url.path
 
 
+# --- CORS for browser apps ---------------------------------------------------------------------------
+# The endpoints a single-page app calls with fetch(): the token endpoint (code and refresh-token
+# redemption; its grant rules decide who may redeem cross-origin) and the device-code endpoint.
+# Discovery and the JWKS answer with ``Access-Control-Allow-Origin: *`` themselves (entra-wire.md §1.3).
+CORS_ENDPOINTS = frozenset({"token", "devicecode"})
+# What msal-browser may send on /token: its client-request-id, library headers (x-client-SKU, -VER,
+# -OS, -CPU), x-ms-* (x-ms-lib-capability...), x-app-name/-ver, and X-AnchorMailbox (msal-common
+# Token.ts ``createTokenRequestHeaders`` adds it unless ``preventCorsPreflight``).
+_ALLOWED_REQUEST_HEADERS = re.compile(
+    r"content-type|client-request-id|return-client-request-id|x-anchormailbox|x-client-[a-z0-9-]+|x-ms-[a-z0-9-]+"
+    r"|x-app-[a-z0-9-]+")
+# What a browser app must read of an answer: the ids (an app shows them with an error) and Retry-After
+# (msal-browser's throttling reads it). Other safelisted headers need no exposing.
+EXPOSED_HEADERS = "client-request-id, x-ms-request-id, Retry-After"
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """The CORS headers of every answer (success, Entra error, scripted failure, 429, 5xx) to a request
+    from ``origin``: the origin echoed, so the browser hands the body to the app. Without them an error
+    is an opaque network failure and the app can never show the AADSTS code and the correlation id.
+    Which origins get tokens is the grants' business (``grants.cross_origin_rules``): every error is
+    readable, a success only reaches a spa origin. Echoing the origin rather than ``*`` is what a
+    credentialed request would need (Entra's exact value was not found; clients-2026.md §3)."""
+    return {"access-control-allow-origin": origin, "access-control-expose-headers": EXPOSED_HEADERS,
+            "vary": "Origin"}
+
+
+def is_preflight(request: Request, headers: dict[str, str]) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``. Any other
+    ``OPTIONS`` is a wrong method (AADSTS900561), as before."""
+    return (request.method == "OPTIONS" and "origin" in headers
+            and "access-control-request-method" in headers)
+
+
+def preflight(ctx: StsRequest) -> Response:
+    """A CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``): POST allowed, with the
+    request headers msal-browser sends (others are left out, so a browser refuses them as it would
+    with Entra). It is answered before scripted failures, like a front door that is up: a rule armed
+    on ``token`` applies to the POST that follows, which is what an app then sees."""
+    wanted = ctx.headers.get("access-control-request-headers", "")
+    allowed = [h.strip() for h in wanted.split(",") if _ALLOWED_REQUEST_HEADERS.fullmatch(h.strip().lower())]
+    headers = {"access-control-allow-methods": "POST, OPTIONS", "access-control-max-age": "86400"}
+    if allowed:
+        headers["access-control-allow-headers"] = ", ".join(allowed)
+    ctx.notes["preflight"] = True
+    return Response(status_code=204, headers=headers)
+
+
 def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
                  render_error: ErrorRenderer | None = None) -> Callable[[Request], Awaitable[Response]]:
     """Wrap ``handler`` as the STS endpoint ``name``; ``errors`` is "json" or "page" (HTML), or
@@ -215,8 +263,8 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
             sandbox.touch()
             ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now(),
                              headers=headers)
-            response = None
-            if sandbox.interceptor is not None:
+            response = preflight(ctx) if name in CORS_ENDPOINTS and is_preflight(request, headers) else None
+            if response is None and sandbox.interceptor is not None:
                 answer = sandbox.interceptor(ctx)
                 response = await answer if inspect.isawaitable(answer) else answer
             if response is None:
@@ -251,6 +299,8 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
             if ctx is not None:
                 ctx.notes.update(aadsts=50000, error="server_error")
         _add_missing_headers(response, ids.headers())
+        if name in CORS_ENDPOINTS and "origin" in headers:
+            _add_missing_headers(response, cors_headers(headers["origin"]))
         if ctx is not None:
             try:
                 committed = _record(ctx, response, (time.perf_counter() - started) * 1000)

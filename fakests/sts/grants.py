@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 
 from ..state.directory import MSA_TENANT_ID, App, User
-from .clientauth import ClientAuth, authenticate
+from .clientauth import ClientAuth, authenticate, browser_origin
 from .context import StsRequest
 from .errors import StsError
 from .ids import LAST_TIMESTAMP, entra_timestamp
@@ -102,9 +102,28 @@ def issued_here(value: str) -> bool:
     return _ISSUED.fullmatch(value) is not None
 
 
+def cross_origin_rules(ctx: StsRequest, app_id: str | None, spa: bool) -> None:
+    """Entra's browser rules for redeeming a code or refresh token (clients-2026.md §3): one issued to a
+    ``spa`` redirect URI only cross-origin (AADSTS9002327 without ``Origin``) and only from the app's
+    ``spa`` origins; any other only without ``Origin`` (AADSTS9002326, naming the origin)."""
+    origin = browser_origin(ctx)
+    if spa and origin is None:
+        raise StsError(9002327)
+    if origin is None:
+        return
+    app = ctx.sandbox.directory.apps.get(app_id or "")
+    if not spa or app is None or not app.spa_origin_allowed(origin):
+        raise StsError(9002326, origin=origin)
+
+
 def authorization_code(ctx: StsRequest) -> dict[str, Any]:
     code = ctx.require("code")
-    client = authenticate(ctx)
+    # The code's platform decides the rules before the client authenticates: a browser redeeming a web
+    # app's code sends no secret, and must hear AADSTS9002326, not "secret missing".
+    issued = ctx.sandbox.get_code(code)
+    if issued is not None:
+        cross_origin_rules(ctx, issued.client_id, issued.spa)
+    client = authenticate(ctx, spa=issued is not None and issued.spa)
     grant, first = ctx.sandbox.redeem_code(code)
     if grant is None:
         if issued_here(code):  # one of ours that is gone (pruned once expired, or a store that lost it)
@@ -118,6 +137,8 @@ def authorization_code(ctx: StsRequest) -> dict[str, Any]:
         raise StsError(70008)
     if ctx.get("redirect_uri") != grant.redirect_uri:
         raise StsError(500112, redirect_uri=ctx.get("redirect_uri") or "", expected=grant.redirect_uri)
+    if grant.spa and grant.code_challenge is None:
+        raise StsError(9002325)
     if grant.code_challenge is not None:
         verifier = ctx.get("code_verifier") or ""
         if grant.code_challenge_method == "S256":
@@ -130,13 +151,15 @@ def authorization_code(ctx: StsRequest) -> dict[str, Any]:
     if user is None:
         raise StsError(70000, parameter="code", detail="The user of this code no longer exists.")
     return _user_tokens(ctx, client, user, ctx.get("scope") or " ".join(grant.scopes), nonce=grant.nonce,
-                        auth_time=grant.auth_time, session_id=grant.session_id)
+                        auth_time=grant.auth_time, session_id=grant.session_id, spa=grant.spa)
 
 
 def refresh_token(ctx: StsRequest) -> dict[str, Any]:
     token = ctx.require("refresh_token")
-    client = authenticate(ctx)
     grant = ctx.sandbox.get_refresh(token)
+    if grant is not None:
+        cross_origin_rules(ctx, grant.client_id, grant.spa)
+    client = authenticate(ctx, spa=grant is not None and grant.spa)
     if grant is None:
         if issued_here(token):  # one of ours that is gone: expired, as Entra says of tokens it no longer has
             raise StsError(70008)
@@ -149,9 +172,12 @@ def refresh_token(ctx: StsRequest) -> dict[str, Any]:
         raise StsError(50173, issued=entra_timestamp(grant.issued_at),
                        valid_from=entra_timestamp(user.tokens_valid_from if user else ctx.now))
     if grant.expires_at <= ctx.now:
+        if grant.spa:  # fixed lifetime, whatever the activity (msal-js#6765)
+            raise StsError(700084, issued=entra_timestamp(grant.issued_at))
         raise StsError(700082, issued=entra_timestamp(grant.issued_at),
                        inactive=f"{int(ctx.now - grant.issued_at)} seconds")
-    return _user_tokens(ctx, client, user, ctx.get("scope") or " ".join(grant.scopes), auth_time=grant.auth_time)
+    return _user_tokens(ctx, client, user, ctx.get("scope") or " ".join(grant.scopes), auth_time=grant.auth_time,
+                        spa=grant.spa, refresh_expires_at=grant.expires_at if grant.spa else None)
 
 
 def device_code(ctx: StsRequest) -> dict[str, Any]:

@@ -42,21 +42,28 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers={**NO_STORE, **NO_FRAMING})
 
 
-def redirect_allowed(app: App, redirect_uri: str) -> bool:
-    """Exact match, except that loopback http URIs match on any port (as Entra allows for
-    native apps and MSAL's ``http://localhost:{port}`` listener)."""
-    if redirect_uri in app.redirect_uris:
-        return True
+def registered_redirect(app: App, redirect_uri: str) -> str | None:
+    """The registered URI (of any platform) that ``redirect_uri`` matches: exactly, or, for loopback
+    http URIs, on any port (as Entra allows for native apps, MSAL's ``http://localhost:{port}``
+    listener and a dev server's port). None when it matches none."""
+    registered = app.all_redirect_uris()
+    if redirect_uri in registered:
+        return redirect_uri
     try:
         got = urlparse(redirect_uri)
     except ValueError:  # not a URL at all (e.g. "http://[::1"), so not a registered one
-        return False
-    for registered in app.redirect_uris:
-        want = urlparse(registered)
+        return None
+    for uri in registered:
+        want = urlparse(uri)
         if (want.scheme == got.scheme == "http" and want.hostname in ("localhost", "127.0.0.1")
                 and got.hostname == want.hostname and (want.path or "/") == (got.path or "/")):
-            return True
-    return False
+            return uri
+    return None
+
+
+def redirect_allowed(app: App, redirect_uri: str) -> bool:
+    """Whether ``redirect_uri`` is registered for ``app`` (``registered_redirect``)."""
+    return registered_redirect(app, redirect_uri) is not None
 
 
 def _session_user(ctx: StsRequest, sb: Sandbox) -> tuple[User | None, str | None]:
@@ -103,8 +110,24 @@ def sign_in_step(ctx: StsRequest, sb: Sandbox, app: App, *, action: str, carry: 
 
 
 def _with_session(response: Response, sb: Sandbox, sid: str | None, secure: bool) -> Response:
+    """Set the SSO session cookie. Over TLS it is ``SameSite=None; Secure``, as Entra's ESTSAUTH is: a
+    single-page app renews tokens with ``prompt=none`` in a hidden iframe, a third-party context where
+    a browser sends only SameSite=None cookies (and SameSite=None requires Secure). Over plain http a
+    browser refuses SameSite=None without Secure, so the cookie stays Lax there (no silent iframe)."""
     if sid:
-        response.set_cookie(_cookie(sb), sid, httponly=True, secure=secure, samesite="lax", path="/")
+        response.set_cookie(_cookie(sb), sid, httponly=True, secure=secure, samesite="none" if secure else "lax",
+                            path="/")
+    return response
+
+
+def _opener_policy(ctx: StsRequest, response: Response) -> Response:
+    """Entra's interactive pages send ``Cross-Origin-Opener-Policy``, which cuts a popup off from the app
+    that opened it; msal-browser 5 therefore hears back through its redirect bridge (the redirect URI
+    page posts over a BroadcastChannel), and asks Entra to omit the header with ``pocd=1`` ("popup
+    origin check done") when no untrusted window can reach the popup (msal-browser
+    ``utils/PopupOriginCheck.ts``)."""
+    if isinstance(response, HTMLResponse) and ctx.get("pocd") != "1":
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     return response
 
 
@@ -131,7 +154,7 @@ async def authorize(ctx: StsRequest) -> Response:
         if mode not in RESPONSE_MODES:
             mode = "query"
             raise StsError(90100, parameter="response_mode")
-        return await _authorize(ctx, sb, app, redirect_uri, mode, state)
+        return _opener_policy(ctx, await _authorize(ctx, sb, app, redirect_uri, mode, state))
     except StsError as exc:
         ctx.notes.update(aadsts=exc.code, error=exc.error)
         return render_redirect(exc, ctx.ids, ctx.now, ctx.origin, redirect_uri=redirect_uri, state=state,
@@ -151,10 +174,13 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
     carry = {k: v for k, v in ctx.params.items() if k not in STEP_FIELDS}
     action = ctx.url(ctx.request.url.path)
 
-    if prompt == "none":
+    if prompt in ("none", "no_session"):
+        # Silent renewal (msal-browser's hidden iframe): the session cookie, and the account the app
+        # names by ``sid`` (the id token's) or ``login_hint`` must be the session's; else login_required.
         user, sid = _session_user(ctx, sb)
-        hint = ctx.get("login_hint")
-        if user is None or (hint and hint.lower() != user.username.lower()):
+        hint, wanted_sid = ctx.get("login_hint"), ctx.get("sid")
+        if (user is None or (hint and hint.lower() != user.username.lower())
+                or (wanted_sid and wanted_sid != sid)):
             raise StsError(50058)
     else:
         step = sign_in_step(ctx, sb, app, action=action, carry=carry, force=prompt in ("login", "select_account"))
@@ -175,7 +201,7 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
             sb.directory.user_consents.setdefault(key, set()).update(scopes.permissions)
         sb.persist()  # the consent is the directory's: other workers must see it
     elif missing or prompt == "consent":
-        if prompt == "none":
+        if prompt in ("none", "no_session"):
             raise StsError(65001, error="consent_required", client_id=app.client_id, app_name=app.display_name)
         page = pages.consent(action=action, carry={**carry, "fakests_sid": sid or ""}, app_name=app.display_name,
                              username=user.username, scopes=missing or list(scopes.raw))
@@ -186,7 +212,8 @@ async def _authorize(ctx: StsRequest, sb: Sandbox, app: App, redirect_uri: str, 
         client_id=app.client_id, user_oid=user.oid, tenant_id=tid, redirect_uri=redirect_uri,
         scopes=list(scopes.raw), nonce=ctx.get("nonce"), code_challenge=challenge,
         code_challenge_method=method if challenge else None,
-        expires_at=ctx.now + sb.settings.code_lifetime, auth_time=ctx.now, session_id=sid))
+        expires_at=ctx.now + sb.settings.code_lifetime, auth_time=ctx.now, session_id=sid,
+        spa=app.is_spa_redirect(registered_redirect(app, redirect_uri) or "")))
     params = {"code": code}
     if ctx.get("client_info") == "1":
         params["client_info"] = client_info(user)
@@ -254,6 +281,14 @@ def _logout_target(ctx: StsRequest) -> str | None:
         # whose registered URI the browser is sent to.
         claims = own_claims(ctx.sandbox, hint)
         client_id = str(claims.get("aud") or "") if claims is not None else None
+    if client_id is None and not hint:
+        # msal-browser's logoutRedirect sends neither client_id nor id_token_hint (only
+        # post_logout_redirect_uri, and logout_hint when the id token has a login_hint claim); Entra finds
+        # the app from its session and returns to the URI registered for it. fakests' sessions do not
+        # record the app, so a URI registered for any app of the sandbox is trusted: still no open redirect.
+        # An id_token_hint that fakests did not sign names no app, and redirects nowhere (below).
+        apps = list(ctx.sandbox.directory.apps.values())
+        return target if any(redirect_allowed(app, target) for app in apps) else None
     app = ctx.sandbox.directory.apps.get(client_id or "")
     return target if app is not None and redirect_allowed(app, target) else None
 
@@ -276,6 +311,7 @@ async def logout(ctx: StsRequest) -> Response:
             sb = sandboxes.get(name.removeprefix("fakests-session-"))
             if sb is not None:
                 sb.end_session(sid)
-            response.delete_cookie(name, path="/")
+            secure = ctx.origin.startswith("https")  # with the attributes it was set with (``_with_session``)
+            response.delete_cookie(name, path="/", secure=secure, samesite="none" if secure else "lax")
     return response
 

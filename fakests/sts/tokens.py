@@ -22,6 +22,9 @@ from .errors import StsError
 from .ids import random_bytes
 
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+# A single-page app's refresh tokens live 24 hours from sign-in, not sliding: a rotated token keeps
+# the first one's expiry (entra-docs refresh-tokens.md; AADSTS700084 says "1.00:00:00").
+SPA_REFRESH_LIFETIME = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -222,10 +225,15 @@ class Minter:
 
     def user_response(self, app: App, user: User, scopes: Scopes, tenant_id: str, *, azpacr: str,
                       want_client_info: bool, nonce: str | None = None, auth_time: float | None = None,
-                      session_id: str | None = None, amr: list[str] | None = None) -> dict[str, Any]:
+                      session_id: str | None = None, amr: list[str] | None = None, spa: bool = False,
+                      refresh_expires_at: float | None = None) -> dict[str, Any]:
         """Tokens for a user: access token, id_token if ``openid``, refresh token if
         ``offline_access``, ``client_info`` if asked; ``scope`` echoes what was asked (less
-        ``offline_access``) plus the granted permissions, so MSAL's cache finds the token again."""
+        ``offline_access``) plus the granted permissions, so MSAL's cache finds the token again.
+
+        ``spa``: the refresh token is a single-page app's, with Entra's fixed lifetime
+        (``SPA_REFRESH_LIFETIME`` from first issue; ``refresh_expires_at`` carries it over a rotation)
+        and ``refresh_token_expires_in``, which msal-common stores as the token's expiry."""
         granted = granted_scopes(self.sandbox.directory, app, user, scopes)
         assert scopes.resource is not None
         life = self.settings.access_token_lifetime
@@ -242,9 +250,15 @@ class Minter:
                                               azpacr=azpacr, amr=amr),
         }
         if "offline_access" in scopes.oidc:
+            if spa:
+                expires_at = refresh_expires_at if refresh_expires_at is not None else self.now + SPA_REFRESH_LIFETIME
+            else:
+                expires_at = self.now + self.settings.refresh_token_lifetime
             body["refresh_token"] = self.sandbox.new_refresh_token(RefreshGrant(
-                app.client_id, user.oid, tenant_id, list(scopes.raw), self.now,
-                self.now + self.settings.refresh_token_lifetime, auth_time or self.now))
+                app.client_id, user.oid, tenant_id, list(scopes.raw), self.now, expires_at, auth_time or self.now,
+                spa=spa))
+            if spa:
+                body["refresh_token_expires_in"] = max(0, int(expires_at - self.now))
         if "openid" in scopes.oidc:
             body["id_token"] = self.id_token(user, app, tenant_id, nonce=nonce, auth_time=auth_time,
                                              session_id=session_id)

@@ -42,12 +42,13 @@ if TYPE_CHECKING:
 
     from .intercept import Interception
 
-Role = Literal["daemon", "web", "api", "public"]
+Role = Literal["daemon", "web", "api", "public", "spa"]
 _ROLES: dict[str, tuple[str, str | None]] = {
     "daemon": (defaults.DAEMON_ID, defaults.DAEMON_SECRET),
     "web": (defaults.WEB_ID, defaults.WEB_SECRET),
     "api": (defaults.API_ID, defaults.API_SECRET),
     "public": (defaults.PUBLIC_ID, None),
+    "spa": (defaults.SPA_ID, None),
 }
 
 
@@ -136,6 +137,11 @@ class StsSandbox:
     @property
     def public(self) -> AppInfo:
         return self.app("public")
+
+    @property
+    def spa(self) -> AppInfo:
+        """The single-page app: ``spa`` redirect URIs on localhost, no secret (PKCE, CORS)."""
+        return self.app("spa")
 
     password = defaults.PASSWORD
 

@@ -102,13 +102,18 @@ def test_default_sandbox_shows_the_builtin_directory(s: requests.Session, state_
     assert contoso["display_name"] == "Contoso"
     assert defaults.TENANT_DOMAIN in contoso["domains"]
     apps = {a["client_id"]: a for a in d["apps"]}
-    assert set(apps) == {*FIRST_PARTY_APP_IDS, defaults.DAEMON_ID, defaults.WEB_ID, defaults.API_ID, defaults.PUBLIC_ID}
+    assert set(apps) == {*FIRST_PARTY_APP_IDS, defaults.DAEMON_ID, defaults.WEB_ID, defaults.API_ID,
+                         defaults.PUBLIC_ID, defaults.SPA_ID}
     daemon = apps[defaults.DAEMON_ID]
     assert daemon["secrets"] == [{"value": defaults.DAEMON_SECRET, "expires_at": None, "hint": "dae"}]
     cert = Certificate((state_dir / "client" / "client-cert.pem").read_text())
     assert daemon["certificates"][0]["x5t"] == cert.x5t
     assert daemon["certificates"][0]["x5t#S256"] == cert.x5t_s256
     assert apps[defaults.PUBLIC_ID]["public_client"] is True
+    spa = apps[defaults.SPA_ID]
+    assert spa["spa_redirect_uris"] == defaults.SPA_REDIRECT_URIS
+    assert (spa["secrets"], spa["redirect_uris"], spa["web_redirect_uris"], spa["public_client_redirect_uris"]) == (
+        [], [], [], [])
     assert apps[defaults.API_ID]["identifier_uris"] == [defaults.API_URI]
     assert apps[GRAPH_APP_ID]["access_token_version"] == 1
     alice = next(u for u in d["users"] if u["username"] == "alice@contoso.com")
@@ -216,6 +221,27 @@ def test_added_public_app_needs_consent_then_works(s: requests.Session, sandbox:
     assert "access_token" in result, result
     assert claims(result["access_token"])["scp"] == "User.Read"
     assert claims(result["access_token"])["appid"] == app["client_id"]
+
+
+def test_added_app_with_redirect_uris_by_platform(s: requests.Session, sandbox: dict[str, Any]) -> None:
+    sid = sandbox["sandbox_id"]
+    r = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={
+        "display_name": "new spa", "spa_redirect_uris": ["https://spa.example.test/"],
+        "web_redirect_uris": ["https://web.example.test/cb"], "public_client_redirect_uris": ["myapp://auth"]})
+    assert r.status_code == 201, r.text
+    app = r.json()
+    assert (app["spa_redirect_uris"], app["web_redirect_uris"], app["public_client_redirect_uris"],
+            app["redirect_uris"]) == (["https://spa.example.test/"], ["https://web.example.test/cb"],
+                                      ["myapp://auth"], [])
+    listed = s.get(f"{ADMIN}/sandboxes/{sid}").json()["directory"]["apps"]
+    assert next(a for a in listed if a["client_id"] == app["client_id"])["spa_redirect_uris"] == [
+        "https://spa.example.test/"]
+    clash = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={
+        "display_name": "two platforms", "web_redirect_uris": ["https://x.example.test/"],
+        "spa_redirect_uris": ["https://x.example.test/"]})
+    assert clash.status_code == 400, clash.text
+    assert "spa_redirect_uris[0]" in clash.json()["error_description"]
+    assert "belongs to one platform" in clash.json()["error_description"]
 
 
 def test_added_confidential_app_with_role_assignment(s: requests.Session, sandbox: dict[str, Any]) -> None:

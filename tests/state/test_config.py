@@ -111,8 +111,16 @@ BAD: list[tuple[str, str, str, str]] = [
      "must be 1 or 2"),
     ("app-unknown-field", TENANTS + f"apps: [{APP}, secret: x}}]\n", "apps[0].secret",
      "unknown field; known: client_id, display_name, tenant_id, secrets, certificates, redirect_uris, "
+     "web_redirect_uris, spa_redirect_uris, public_client_redirect_uris, "
      "public_client, sign_in_audience, identifier_uris, scopes, app_roles, access_token_version, enabled, "
      "object_id"),
+    ("app-spa-not-url", TENANTS + f"apps: [{APP}, spa_redirect_uris: [myapp://auth]}}]\n",
+     "apps[0].spa_redirect_uris[0]", "a spa redirect URI must be an http or https URL, got 'myapp://auth'"),
+    ("app-two-platforms", TENANTS + f"apps: [{APP}, web_redirect_uris: ['http://localhost:3000'], "
+     "spa_redirect_uris: ['http://localhost:3000']}]\n", "apps[0].spa_redirect_uris[0]",
+     "'http://localhost:3000' is also in web_redirect_uris: a redirect URI belongs to one platform"),
+    ("app-empty-redirect", TENANTS + f"apps: [{APP}, public_client_redirect_uris: ['']}}]\n",
+     "apps[0].public_client_redirect_uris[0]", "must not be empty"),
     ("secret-expiry", TENANTS + f"apps: [{APP}, secrets: [{{value: s, expires_at: soon}}]}}]\n",
      "apps[0].secrets[0].expires_at", "must be epoch seconds or an ISO 8601 time, got 'soon'"),
     ("secret-unknown-field", TENANTS + f"apps: [{APP}, secrets: [{{value: s, expiry: 1}}]}}]\n",

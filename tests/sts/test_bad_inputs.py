@@ -36,6 +36,8 @@ from fakests.state.keys import new_key_and_cert
 from fakests.testing.sandbox import StsSandbox
 
 WEB_REDIRECT = "http://localhost:5000/getAToken"
+SPA_REDIRECT = "http://localhost:3000"
+SPA_ORIGIN = "http://localhost:3000"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEVICE_CODE_URN = "urn:ietf:params:oauth:grant-type:device_code"
@@ -115,6 +117,32 @@ class Probe:
                   "scope": USER_SCOPE, "state": "s1", "code_challenge": CHALLENGE, "code_challenge_method": "S256"}
         auth_uri = f"{self.sts.authority()}/oauth2/v2.0/authorize?{urlencode(params)}"
         return self.sts.sign_in(auth_uri, WEB_REDIRECT)["code"]
+
+    def issue_spa_code(self, *, pkce: bool = True, session: requests.Session | None = None) -> str:
+        """An authorization code for the single-page app (alice), to its ``spa`` redirect URI; signed in
+        with ``session``'s cookies when given (a browser that keeps the SSO session)."""
+        params = {"client_id": self.sts.spa.client_id, "response_type": "code", "redirect_uri": SPA_REDIRECT,
+                  "scope": USER_SCOPE, "state": "s1"}
+        if pkce:
+            params |= {"code_challenge": CHALLENGE, "code_challenge_method": "S256"}
+        auth_uri = f"{self.sts.authority()}/oauth2/v2.0/authorize?{urlencode(params)}"
+        return self.sts.sign_in(auth_uri, SPA_REDIRECT, session=session)["code"]
+
+    def spa_code(self, code: str, /, **extra: str | None) -> dict[str, str]:
+        """msal-browser's redemption body (no secret)."""
+        body = {"grant_type": "authorization_code", "client_id": self.sts.spa.client_id, "code": code,
+                "redirect_uri": SPA_REDIRECT, "scope": USER_SCOPE, "code_verifier": VERIFIER}
+        return _merge(body, extra)
+
+    def issue_spa_refresh_token(self) -> str:
+        path = f"/{self.sts.tenant_id}/oauth2/v2.0/token"
+        code = self.issue_spa_code()
+        answer = self.setup("POST", path, data=self.spa_code(code), headers={"Origin": SPA_ORIGIN}).json()
+        return str(answer["refresh_token"])
+
+    def spa_refresh(self, rt: str) -> dict[str, str]:
+        return {"grant_type": "refresh_token", "client_id": self.sts.spa.client_id, "refresh_token": rt,
+                "scope": USER_SCOPE}
 
     def issue_refresh_token(self) -> str:
         path = f"/{self.sts.tenant_id}/oauth2/v2.0/token"
@@ -223,6 +251,48 @@ def _rt_inactive(p: Probe) -> requests.Response:
                     "scope": USER_SCOPE})
 
 
+def _spa_code_same_origin(p: Probe) -> requests.Response:
+    return p.token(p.spa_code(p.issue_spa_code()))  # no Origin: a server redeeming a browser's code
+
+
+def _spa_code_from_other_origin(p: Probe) -> requests.Response:
+    return p.token(p.spa_code(p.issue_spa_code()), headers={"Origin": "https://evil.example.test"})
+
+
+def _spa_code_without_pkce(p: Probe) -> requests.Response:
+    code = p.issue_spa_code(pkce=False)
+    return p.token(p.spa_code(code, code_verifier=None), headers={"Origin": SPA_ORIGIN})
+
+
+def _spa_code_with_secret(p: Probe) -> requests.Response:
+    code = p.issue_spa_code()
+    return p.token(p.spa_code(code, client_secret=str(p.sts.web.secret)), headers={"Origin": SPA_ORIGIN})
+
+
+def _web_code_cross_origin(p: Probe) -> requests.Response:
+    code = p.issue_code()  # to the web app's (untyped) redirect URI, redeemed as msal-browser would: no secret
+    return p.token(p.web_code(code, client_secret=None), headers={"Origin": SPA_ORIGIN})
+
+
+def _client_credentials_cross_origin(p: Probe) -> requests.Response:
+    return p.token(p.daemon(), headers={"Origin": SPA_ORIGIN})
+
+
+def _spa_rt_expired(p: Probe) -> requests.Response:
+    rt = p.issue_spa_refresh_token()
+    p.sts.advance(24 * 3600 + 1)  # fixed 24 h, however active the app was
+    return p.token(p.spa_refresh(rt), headers={"Origin": SPA_ORIGIN})
+
+
+def _spa_rt_same_origin(p: Probe) -> requests.Response:
+    return p.token(p.spa_refresh(p.issue_spa_refresh_token()))
+
+
+def _public_rt_cross_origin(p: Probe) -> requests.Response:
+    return p.token({"grant_type": "refresh_token", "client_id": p.public_id, "refresh_token": p.issue_refresh_token(),
+                    "scope": USER_SCOPE}, headers={"Origin": SPA_ORIGIN})
+
+
 def _device_pending(p: Probe) -> requests.Response:
     code = p.issue_device_code()
     return p.token({"grant_type": DEVICE_CODE_URN, "client_id": p.public_id, "device_code": code})
@@ -252,6 +322,27 @@ def _authorize(**params: str | None) -> Callable[[Probe], requests.Response]:
         tenant = merged.pop("tenant", None)
         return p.authorize({k: v for k, v in merged.items() if v is not None}, tenant=tenant)
     return send
+
+
+def _spa_authorize(**params: str | None) -> Callable[[Probe], requests.Response]:
+    """An authorize request as msal-browser sends it for the single-page app (fragment, PKCE)."""
+    def send(p: Probe) -> requests.Response:
+        base: dict[str, str | None] = {
+            "client_id": p.sts.spa.client_id, "response_type": "code", "redirect_uri": SPA_REDIRECT,
+            "response_mode": "fragment", "scope": USER_SCOPE, "state": "state-123", "code_challenge": CHALLENGE,
+            "code_challenge_method": "S256"}
+        return p.authorize({k: v for k, v in {**base, **params}.items() if v is not None})
+    return send
+
+
+def _spa_authorize_other_sid(p: Probe) -> requests.Response:
+    p.issue_spa_code(session=p.http)  # alice signs in: the probe's browser holds her session cookie
+    silent = p.setup("GET", f"/{p.sts.tenant_id}/oauth2/v2.0/authorize?" + urlencode({
+        "client_id": p.sts.spa.client_id, "response_type": "code", "redirect_uri": SPA_REDIRECT,
+        "response_mode": "fragment", "scope": USER_SCOPE, "prompt": "none", "code_challenge": CHALLENGE,
+        "code_challenge_method": "S256"}))
+    assert "#code=" in silent.headers["location"]  # the session alone renews silently...
+    return _spa_authorize(prompt="none", sid=str(uuid.uuid4()))(p)  # ...but not for another session's sid
 
 
 # --- the table ----------------------------------------------------------------------------------------
@@ -435,6 +526,20 @@ CASES = [
         700054, 302, "unsupported_response_type", kind="redirect", endpoint="authorize"),
     bad("authorize-prompt-none-no-session", _authorize(prompt="none"),
         50058, 302, "login_required", kind="redirect", endpoint="authorize"),
+    # --- browsers: single-page apps (clients-2026.md §3; 9002325/9002326/9002327/700084) ------------------
+    bad("spa-authorize-prompt-none-no-session", _spa_authorize(prompt="none", sid=str(uuid.uuid4())),
+        50058, 302, "login_required", kind="redirect", endpoint="authorize"),
+    bad("spa-authorize-prompt-none-other-sid", _spa_authorize_other_sid,
+        50058, 302, "login_required", kind="redirect", endpoint="authorize"),
+    bad("spa-code-without-origin", _spa_code_same_origin, 9002327, 400, "invalid_request"),
+    bad("spa-code-from-unregistered-origin", _spa_code_from_other_origin, 9002326, 400, "invalid_request"),
+    bad("spa-code-without-pkce", _spa_code_without_pkce, 9002325, 400, "invalid_request"),
+    bad("spa-code-with-secret", _spa_code_with_secret, 9002326, 400, "invalid_request"),
+    bad("web-code-cross-origin", _web_code_cross_origin, 9002326, 400, "invalid_request"),
+    bad("client-credentials-cross-origin", _client_credentials_cross_origin, 9002326, 400, "invalid_request"),
+    bad("spa-refresh-token-after-24h", _spa_rt_expired, 700084, 400, "invalid_grant"),
+    bad("spa-refresh-token-without-origin", _spa_rt_same_origin, 9002327, 400, "invalid_request"),
+    bad("public-refresh-token-cross-origin", _public_rt_cross_origin, 9002326, 400, "invalid_request"),
 ]
 
 
@@ -483,8 +588,9 @@ def _check_page(case: Case, response: requests.Response, probe: Probe) -> None:
 
 def _check_redirect(case: Case, response: requests.Response, probe: Probe) -> None:
     location = response.headers["location"]
-    assert location.startswith(WEB_REDIRECT + "?"), location
-    raw_query = urlsplit(location).query
+    # query (the default response_mode) or fragment (msal-browser's): the error is in one of them
+    assert location.startswith((WEB_REDIRECT + "?", SPA_REDIRECT + "#")), location
+    raw_query = urlsplit(location).query or urlsplit(location).fragment
     assert "%0d%0a" in raw_query and "%3a" in raw_query  # .NET-style encoding (§1.7)
     params = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
     assert params["error"] == case.error
@@ -506,6 +612,11 @@ def test_bad_input_gets_entra_error(fake_sts: StsSandbox, case: Case) -> None:
     trace_id = response.headers["x-ms-request-id"]
     uuid.UUID(trace_id)
     {"json": _check_json, "page": _check_page, "redirect": _check_redirect}[case.kind](case, response, probe)
+    origin = response.request.headers.get("Origin")
+    if origin is not None and case.endpoint in ("token", "devicecode"):
+        # A browser hands an error body to the app only with these (else: an opaque network error).
+        assert response.headers["access-control-allow-origin"] == origin
+        assert "x-ms-request-id" in response.headers["access-control-expose-headers"]
 
     journal: Journal = fake_sts.journal if case.journal == "sandbox" else fake_sts.default_journal
     entries = journal.entries(case.endpoint, correlation_id=probe.cid)

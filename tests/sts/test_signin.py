@@ -110,6 +110,18 @@ def test_logout_encodes_state_and_trusts_only_an_id_token_hint_it_signed(fake_st
     assert refused.status_code == 200 and "You signed out" in refused.text
 
 
+def test_logout_as_msal_browser_sends_it_returns_only_to_a_registered_uri(fake_sts: StsSandbox) -> None:
+    """msal-browser's logoutRedirect names no app (no client_id, no id_token_hint): a URI registered for an
+    app of the sandbox is honoured, as Entra honours the session app's; any other gets the signed-out page."""
+    session = fake_sts.http_client()
+    logout = f"{fake_sts.authority()}/oauth2/v2.0/logout"
+    back = session.get(logout, params={"post_logout_redirect_uri": "http://localhost:5173/"}, allow_redirects=False)
+    assert back.status_code == 302 and back.headers["location"] == "http://localhost:5173/"  # the spa app's
+    elsewhere = session.get(logout, params={"post_logout_redirect_uri": "https://evil.example.test/"},
+                            allow_redirects=False)
+    assert elsewhere.status_code == 200 and "You signed out" in elsewhere.text
+
+
 def test_consent_page_then_consent_is_remembered(fake_sts: StsSandbox) -> None:
     scope = f"openid api://{fake_sts.api.client_id}/access_as_user"
     fake_sts.sandbox.directory.consents.clear()
