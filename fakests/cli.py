@@ -34,7 +34,7 @@ from click.core import ParameterSource
 from .admin import mint
 from .failures import scenarios
 from .failures.faults import protocol_class
-from .server.app import SETTINGS_ENV, create_app, create_identity_app
+from .server.app import SETTINGS_ENV, create_app, create_identity_app, identity_config
 from .server.runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
 from .server.uvicorn import Server, configure_logging, run_in_thread, stop_thread
 from .state import defaults as d
@@ -271,8 +271,7 @@ class IdentityServer:
         if self.settings.identity_port < 0:
             return
         s = self.settings
-        config = uvicorn.Config(self.app, host=s.host, port=s.identity_port, log_level="warning", access_log=False,
-                                lifespan="off", server_header=False, http=protocol_class())
+        config = identity_config(self.app, s.host, s.identity_port)
         try:
             self._running = run_in_thread(config, "fakests-identity")
         except RuntimeError:

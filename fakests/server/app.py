@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..admin import routes as admin
+from ..failures.faults import protocol_class
 from ..state.settings import Settings
 from ..sts import endpoints, identity, signin
 from ..sts.context import origin_of
@@ -145,6 +147,13 @@ def create_identity_app(runtime: Runtime, sts_origin: str) -> Starlette:
     app.state.sandboxes = runtime.sandboxes
     setattr(app.state, identity.STS_ORIGIN, sts_origin.rstrip("/"))
     return app
+
+
+def identity_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn config of a managed-identity server (``fakests serve``'s thread, ``FakeSTS.identity_url``):
+    plain HTTP, with the same connection-fault protocol as the STS, so scripted faults break it too."""
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                          server_header=False, http=protocol_class())
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:

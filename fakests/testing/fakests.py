@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from ..failures.faults import protocol_class
-from ..server.app import create_app
+from ..server.app import create_app, identity_config
 from ..server.runtime import Runtime
 from ..server.uvicorn import Server, run_in_thread, stop_thread
 from ..state.settings import Settings
@@ -59,9 +59,10 @@ class FakeSTS:
         return self
 
     def stop(self) -> None:
-        for server, thread in [(self._server, self._thread), self._identity[:2] if self._identity else (None, None)]:
-            if server is not None and thread is not None:
-                stop_thread(server, thread)
+        if self._server is not None and self._thread is not None:
+            stop_thread(self._server, self._thread)
+        if self._identity is not None:
+            stop_thread(*self._identity[:2])
         self._server = None
         self._identity = None
 
@@ -80,14 +81,10 @@ class FakeSTS:
     def identity_url(self) -> str:
         """``http://127.0.0.1:{port}``: the managed-identity endpoints (``sts/identity.py``), plain HTTP as
         Azure's are, started on first use on a free port."""
+        app = self.identity_app
         with self._identity_lock:
             if self._identity is None:
-                from ..server.app import create_identity_app
-
-                config = uvicorn.Config(create_identity_app(self.runtime, self.url), host="127.0.0.1", port=0,
-                                        log_level="warning", access_log=False, lifespan="off",
-                                        http=protocol_class())
-                server, thread = run_in_thread(config, "fakests-identity")
+                server, thread = run_in_thread(identity_config(app, "127.0.0.1", 0), "fakests-identity")
                 port = server.servers[0].sockets[0].getsockname()[1]
                 self._identity = (server, thread, f"http://127.0.0.1:{port}")
             return self._identity[2]
