@@ -209,11 +209,6 @@ class ManagedIdentity:
     kind: IdentityKind = "system"
     display_name: str = ""
 
-    @property
-    def name(self) -> str:
-        """The last segment of the ARM id: the VM's or the identity's name."""
-        return self.display_name or self.resource_id.rstrip("/").rsplit("/", 1)[-1]
-
 
 def uri_origin(uri: str) -> str | None:
     """The origin of a URL as a browser sends it in ``Origin`` (lower-case scheme and host, the port

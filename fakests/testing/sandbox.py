@@ -361,13 +361,18 @@ class StsSandbox:
             self.sandbox.directory.hosted_on = identity.resource_id
         return added
 
-    def identity_url(self, source: str = "imds") -> str:
-        """This sandbox's managed-identity base URL (plain HTTP; IMDS appends its path to it)."""
-        from ..sts.identity import IDENTITY_PATHS
-
+    def _identity_base(self) -> str:
+        """This sandbox's managed-identity base URL: the server's origin plus its tenant segment."""
         if self._identity_url is None:
             raise RuntimeError("this fakests serves no managed-identity endpoints")
-        base = f"{self._identity_url()}/{self.tenant_id}"
+        return f"{self._identity_url()}/{self.tenant_id}"
+
+    def identity_url(self, source: str = "imds") -> str:
+        """This sandbox's managed-identity base URL (plain HTTP; IMDS appends its path to it), or ``source``'s
+        endpoint."""
+        from ..sts.identity import IDENTITY_PATHS
+
+        base = self._identity_base()
         return base if source == "imds" else base + IDENTITY_PATHS[source]
 
     def identity_environment(self, source: str = "imds") -> dict[str, str]:
@@ -375,9 +380,7 @@ class StsSandbox:
         sets them)."""
         from ..sts.identity import identity_environment
 
-        if self._identity_url is None:
-            raise RuntimeError("this fakests serves no managed-identity endpoints")
-        return identity_environment(source, f"{self._identity_url()}/{self.tenant_id}", self.tenant_id)
+        return identity_environment(source, self._identity_base(), self.tenant_id)
 
     @contextmanager
     def managed_identity(self, source: str = "imds", *, client_id: str | None = None) -> Iterator[dict[str, str]]:

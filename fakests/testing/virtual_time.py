@@ -30,8 +30,8 @@ _real_async_sleep = asyncio.sleep
 class VirtualTime:
     """``with VirtualTime() as clock:`` the test process runs on a virtual clock that only sleeps move.
 
-    ``start`` (epoch seconds) defaults to the real time at entry. ``clock.now()`` reads it,
-    ``clock.advance(s)`` moves it, ``clock.slept`` lists every sleep (seconds) in the order they came.
+    ``start`` (epoch seconds) defaults to the real time at entry; ``time.time()`` reads the clock,
+    ``clock.slept`` lists every sleep (seconds) in the order they came, ``clock.elapsed`` sums them.
     """
 
     def __init__(self, start: float | None = None) -> None:
@@ -54,15 +54,6 @@ class VirtualTime:
         time.sleep = _real_sleep
         asyncio.sleep = _real_async_sleep
         self._traveller.stop()
-
-    def now(self) -> float:
-        """The virtual time, epoch seconds."""
-        return time.time()
-
-    def advance(self, seconds: float) -> None:
-        """Move the virtual clock forward (what a sleep does, without recording one)."""
-        with self._lock:
-            self._coordinates.shift(seconds)
 
     @property
     def elapsed(self) -> float:
