@@ -21,6 +21,7 @@ point at its own sandbox. Errors are JSON ``{"error", "error_description"}`` (Ap
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -68,6 +69,7 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str]] = {
 _BY_STATUS = {status: name for name, (status, _, _) in reversed(IDENTITY_ERRORS.items())}
 
 
+@functools.lru_cache(maxsize=1024)  # checked on every App Service / Azure ML request: hash once per tenant
 def identity_header(tenant_id: str) -> str:
     """The ``IDENTITY_HEADER`` / ``MSI_SECRET`` of a sandbox whose home tenant is ``tenant_id``: fixed, so
     the environment a test or ``fakests env --managed-identity`` prints stays valid across restarts."""
