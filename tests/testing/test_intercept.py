@@ -25,11 +25,7 @@ from fakests import App, StsSandbox
 from fakests.state.directory import Secret
 
 # The app's production configuration (what a config file or Key Vault would hold).
-APP_TENANT = "3c1c6f3e-1a7b-4b8e-9d6a-2f0e5c8b7a11"
-APP_DOMAIN = "contoso-prod.onmicrosoft.com"
-APP_CLIENT_ID = "6b0d2f5e-8c44-4f1a-b3a2-7e9c1d0f4a22"
-APP_SECRET = "prod-like-secret"
-API_SCOPE = "https://graph.microsoft.com/.default"
+from .conftest import API_SCOPE, APP_CLIENT_ID, APP_DOMAIN, APP_SECRET, APP_TENANT
 
 
 # --- the app under test: production code, unmodified -------------------------------------------------------
@@ -47,14 +43,6 @@ def app_metadata() -> dict[str, Any]:  # what a resource server fetches
 
 
 # --- the tests ------------------------------------------------------------------------------------------------
-@pytest.fixture
-def app_ids(fake_sts: StsSandbox) -> StsSandbox:
-    fake_sts.add_tenant(APP_TENANT, APP_DOMAIN, display_name="Contoso (production ids)")
-    fake_sts.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
-                         secrets=[Secret(APP_SECRET)]))
-    return fake_sts
-
-
 def _verified(token: str) -> dict[str, Any]:
     """The token checked the way a resource server checks it: keys from the metadata's jwks_uri."""
     header = jwt.get_unverified_header(token)

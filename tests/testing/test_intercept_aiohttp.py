@@ -30,21 +30,12 @@ from fakests import App, StsSandbox
 from fakests.state.directory import Secret
 from tests.jwks import verify
 
-from .test_intercept import API_SCOPE, APP_CLIENT_ID, APP_DOMAIN, APP_SECRET, APP_TENANT
+from .conftest import API_SCOPE, APP_CLIENT_ID, APP_DOMAIN, APP_SECRET, APP_TENANT
 
 AUTHORITY = f"https://login.microsoftonline.com/{APP_TENANT}"
 TOKEN_URL = f"{AUTHORITY}/oauth2/v2.0/token"
 FORM = {"grant_type": "client_credentials", "client_id": APP_CLIENT_ID, "client_secret": APP_SECRET,
         "scope": API_SCOPE}
-
-
-@pytest.fixture
-def app_ids(fake_sts: StsSandbox) -> StsSandbox:
-    """The sandbox holding the app's production ids (its tenant, domain, client id and secret)."""
-    fake_sts.add_tenant(APP_TENANT, APP_DOMAIN, display_name="Contoso (production ids)")
-    fake_sts.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
-                         secrets=[Secret(APP_SECRET)]))
-    return fake_sts
 
 
 def _token_with_async_credential() -> str:
