@@ -141,6 +141,18 @@ def click_for(page: Page, button: str, operation: str) -> dict[str, Any]:
     return outcome(page, operation)
 
 
+def force_refresh(page: Page, operation: str) -> dict[str, Any]:
+    """``acquireTokenSilent`` with ``forceRefresh`` (it skips the cached access token), called from the
+    page; the outcome as the app saw it, recorded under ``operation``."""
+    page.evaluate("window.lastOutcome = null")
+    page.evaluate("""(operation) => msal.acquireTokenSilent({scopes: ["User.Read"], forceRefresh: true})
+        .then((r) => { window.lastOutcome = {operation, fromCache: r.fromCache, accessToken: r.accessToken,
+                                             idToken: r.idToken, username: r.account.username}; },
+              (e) => { window.lastOutcome = {operation, error: {errorCode: e.errorCode,
+                                                                message: e.errorMessage}}; })""", operation)
+    return outcome(page, operation)
+
+
 def entries_after(fake_sts: StsSandbox, seq: int, endpoint: str | None = None) -> list[JournalEntry]:
     return [e for e in fake_sts.journal.entries(endpoint) if e.seq > seq and e.method != "OPTIONS"]
 
@@ -212,14 +224,8 @@ def test_login_popup_then_silent_renewal_cache_refresh_token_and_iframe(
     assert cached["fromCache"] is True and not entries_after(fake_sts, seq)
 
     # 2. Through the refresh token (forceRefresh skips the access token), cross-origin.
-    page.evaluate("window.lastOutcome = null")
     seq = last_seq(fake_sts)
-    page.evaluate("""msal.acquireTokenSilent({scopes: ["User.Read"], forceRefresh: true})
-        .then((r) => { window.lastOutcome = {operation: "forceRefresh", fromCache: r.fromCache,
-                                             accessToken: r.accessToken, idToken: r.idToken,
-                                             username: r.account.username}; },
-              (e) => { window.lastOutcome = {operation: "forceRefresh", error: {errorCode: e.errorCode}}; })""")
-    refreshed = outcome(page, "forceRefresh")
+    refreshed = force_refresh(page, "forceRefresh")
     assert "error" not in refreshed and refreshed["fromCache"] is False, refreshed
     [rt] = entries_after(fake_sts, seq, "token")
     assert (rt.grant_type, rt.status) == ("refresh_token", 200)
@@ -228,15 +234,8 @@ def test_login_popup_then_silent_renewal_cache_refresh_token_and_iframe(
     # 3. 24 h later (the sandbox clock): the SPA's refresh token is dead (AADSTS700084), and msal-browser
     # renews through a hidden iframe with prompt=none and the SSO cookie, then redeems that code.
     fake_sts.advance(24 * 3600 + 60)
-    page.evaluate("window.lastOutcome = null")
     seq = last_seq(fake_sts)
-    page.evaluate("""msal.acquireTokenSilent({scopes: ["User.Read"], forceRefresh: true})
-        .then((r) => { window.lastOutcome = {operation: "afterDay", fromCache: r.fromCache,
-                                             accessToken: r.accessToken, idToken: r.idToken,
-                                             username: r.account.username}; },
-              (e) => { window.lastOutcome = {operation: "afterDay", error: {errorCode: e.errorCode,
-                                             message: e.errorMessage}}; })""")
-    renewed = outcome(page, "afterDay")
+    renewed = force_refresh(page, "afterDay")
     assert "error" not in renewed, renewed
     steps = [(e.endpoint, e.grant_type, e.aadsts, e.status) for e in entries_after(fake_sts, seq)]
     assert steps[0] == ("token", "refresh_token", 700084, 400), steps
