@@ -150,6 +150,24 @@ def test_imds_errors_azure_identity(fake_sts: StsSandbox, status: int, raised: t
         assert "unreachable" in str(info.value)
 
 
+@pytest.mark.parametrize(("status", "error", "asked"), [
+    (410, "gone", 2),  # not retried; a 4xx without Retry-After is not cached: the second call asks again
+    (500, "unknown", 1),  # not retried; replayed from MSAL's throttle cache (5xx): the second call asks nobody
+    (429, "too_many_requests", 1),  # likewise for a 429 with Retry-After
+])
+def test_msal_python_managed_identity_under_imds_faults(fake_sts: StsSandbox, status: int, error: str,
+                                                        asked: int) -> None:
+    """MSAL Python's own ``ManagedIdentityClient`` (its own session, no azure-core): no retry at all; its
+    throttle cache answers an identical second call for a 5xx or a 429 (README's table)."""
+    fake_sts.fail("imds", status=status, retry_after=7 if status == 429 else None)
+    with fake_sts.managed_identity("imds"), fake_sts.virtual_time() as clock:
+        client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
+        first = client.acquire_token_for_client(resource="https://vault.azure.net")
+        second = client.acquire_token_for_client(resource="https://vault.azure.net")
+    assert first.get("error") == second.get("error") == error
+    assert fake_sts.journal.attempts("imds") == asked and clock.slept == []
+
+
 def test_an_outage_of_45_seconds_in_virtual_time(fake_sts: StsSandbox) -> None:
     """``outage(seconds=45)`` on the sandbox clock: a client that sleeps past it gets through, in virtual
     time. azure-identity's 5xx backoff (0, 1.6, 3.2, 6.4, 12.8 s: 24 s) does not reach 45 s; an app that
