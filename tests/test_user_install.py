@@ -56,7 +56,7 @@ def test_a_wheel_install_in_a_strict_project(tmp_path_factory: pytest.TempPathFa
     (scratch / "tests").mkdir()
     shutil.copy(REPO / "tests" / "userview" / "user_tests.py", scratch / "tests" / "test_user.py")
     done = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], scratch, env)
-    assert done.stdout.splitlines()[-1].startswith("6 passed"), done.stdout
+    assert done.stdout.splitlines()[-1].startswith("7 passed"), done.stdout
     # The installed package is the one that ran: the repository is not on the path.
     where = _run([python, "-c", "import fakests; print(fakests.__file__)"], scratch, env).stdout
     assert str(venv) in where

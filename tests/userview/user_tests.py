@@ -41,6 +41,19 @@ def test_over_tls(fake_sts: StsSandbox) -> None:
     assert "access_token" in app.acquire_token_for_client(["https://graph.microsoft.com/.default"])
 
 
+def test_managed_identity_in_virtual_time(fake_sts: StsSandbox) -> None:
+    """IMDS upgrading, as a VM app meets it: azure-identity's 410 retries run on the virtual clock
+    (time-machine comes with the wheel), and the bundled scenario is there."""
+    from azure.identity import CredentialUnavailableError, ManagedIdentityCredential
+
+    fake_sts.use_scenario("imds-upgrading")
+    with (fake_sts.managed_identity("imds"), fake_sts.virtual_time() as clock,
+          pytest.raises(CredentialUnavailableError)):
+        ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    assert clock.slept == [5.0, 10.0, 20.0, 40.0]
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [410] * 6
+
+
 def _context(fake_sts: StsSandbox):  # type: ignore[no-untyped-def]
     import ssl
 
