@@ -129,6 +129,17 @@ def cpu_seconds(pid: int) -> float:
     return ticks / _CLK_TCK
 
 
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """utime + stime (plus reaped children's) of ``pid`` and each live descendant, apart: how a
+    multi-process server's work was shared out."""
+    out: dict[int, float] = {}
+    for p in process_tree(pid):
+        fields = _stat_fields(p)
+        if fields is not None:
+            out[p] = sum(int(f) for f in fields[11:15]) / _CLK_TCK
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of one process (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

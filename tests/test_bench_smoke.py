@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -78,3 +79,5 @@ def test_whole_script_in_miniature(bench: tuple[ModuleType, ModuleType], capsys:
         assert row in text, row
     assert "x (" in text and " µs" in text and " ms" in text and " MiB" in text
     assert ("n/a (no --workers)" in text) != tp.fakests_supports_workers()
+    # Each 2-worker run says how the two processes shared it (a run one worker served alone is done again).
+    assert re.search(r"floor x2: busiest worker's share of the CPU per run [01]\.\d\d; \d+ runs done again", text)
