@@ -77,3 +77,71 @@ def test_identity_not_found(fake_sts: StsSandbox, library: str) -> None:
         result = run(fake_sts, library, VAULT)
     assert not result["ok"] and "Identity not found" in result["message"], result
     assert [e.status for e in fake_sts.journal.entries("app_service")] == [400]
+
+
+
+# --- retry policies, measured in real time (short waits only: a Node process has no virtual clock) ------------
+# msal-node 7.2.1 (lib/msal-node.cjs): IMDS retries 404/408/410/429/5xx three times after 1, 2, 4 s (a 410 seven
+# times, 10 s apart) and never reads Retry-After (``ImdsRetryPolicy.pauseForRetry`` has no such argument). The
+# other sources' ``DefaultManagedIdentityRetryPolicy`` means to wait ``max(1 s, Retry-After)``, but it looks the
+# header up as ``headers["Retry-After"]`` in a dictionary built from fetch's ``Headers``, whose names are lower
+# case (``getHeaderDict``): it never finds it and always waits 1 s. @azure/identity 4.14.1 answers Retry-After.
+RETRY_AFTER = 3
+
+
+def intervals(fake_sts: StsSandbox, source: str) -> list[float]:
+    return fake_sts.journal.intervals(source)
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_imds_429_with_retry_after(fake_sts: StsSandbox, library: str) -> None:
+    fake_sts.fail("imds", status=429, retry_after=RETRY_AFTER, times=1)
+    with fake_sts.managed_identity("imds"):
+        result = run(fake_sts, library, VAULT)
+    assert result["ok"], result
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [429, 200]
+    [waited] = intervals(fake_sts, "imds")
+    if library == "msal-node":
+        assert 0.95 <= waited < RETRY_AFTER - 0.5  # its exponential backoff's first step, Retry-After unread
+    else:
+        assert waited >= RETRY_AFTER - 0.05
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_app_service_503_with_retry_after(fake_sts: StsSandbox, library: str) -> None:
+    fake_sts.fail("app_service", status=503, retry_after=RETRY_AFTER, times=1)
+    with fake_sts.managed_identity("app_service"):
+        result = run(fake_sts, library, VAULT)
+    assert result["ok"], result
+    [waited] = intervals(fake_sts, "app_service")
+    if library == "msal-node":
+        assert 0.95 <= waited < RETRY_AFTER - 0.5  # its 1 s minimum: the header lookup misses (above)
+    else:
+        assert waited >= RETRY_AFTER - 0.05
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_app_service_429_with_a_past_http_date(fake_sts: StsSandbox, library: str) -> None:
+    fake_sts.fail("app_service", status=429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT", times=1)
+    with fake_sts.managed_identity("app_service"):
+        result = run(fake_sts, library, VAULT)
+    assert result["ok"], result
+    [waited] = intervals(fake_sts, "app_service")
+    if library == "msal-node":
+        assert waited >= 0.95  # the 1 s minimum
+    else:
+        assert waited < 0.9  # a date already past: again at once
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_imds_500_twice(fake_sts: StsSandbox, library: str) -> None:
+    fake_sts.fail("imds", status=500, times=2)
+    with fake_sts.managed_identity("imds"):
+        result = run(fake_sts, library, VAULT)
+    assert result["ok"], result
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [500, 500, 200]
+    first, second = intervals(fake_sts, "imds")
+    if library == "msal-node":
+        assert 0.95 <= first < 1.9 and 1.95 <= second < 3.5  # 1 s, then 2 s
+    else:
+        assert first < 3 and second < 3  # azure-core's exponential backoff with jitter
