@@ -229,6 +229,21 @@ timeout 120 "$PC" -p "$PROJECT" --profile imds run --rm -T -e REQUESTS_CA_BUNDLE
     imds-app python -c "$VERIFY_IMDS" > "$W/imds-verify.log" 2>&1 \
     || { tail -30 "$W/imds-verify.log"; die "verifying an IMDS token against the served JWKS"; }
 grep '^verified: ' "$W/imds-verify.log" | sed 's/^/imds-app /'
+# A test's own sandbox on this server (the fake_sts fixture's remote mode): the admin API says where its
+# managed-identity endpoints are, as this container reaches them.
+REMOTE_IMDS="import os
+from azure.identity import ManagedIdentityCredential
+from fakests.testing.remote import RemoteSandbox
+sb = RemoteSandbox.create('https://imds:8443', admin_token=os.environ['FAKESTS_ADMIN_TOKEN'], ca_path='/ca/ca.pem')
+with sb.managed_identity('imds') as env:
+    token = ManagedIdentityCredential().get_token('https://management.azure.com/.default')
+print('remote sandbox:', env['AZURE_POD_IDENTITY_AUTHORITY_HOST'] == 'http://imds:80/' + sb.tenant_id,
+      [(e.status, e.client_id == sb.system_identity.client_id) for e in sb.journal.entries('imds')])
+sb.drop()"
+timeout 120 "$PC" -p "$PROJECT" --profile imds run --rm -T -e FAKESTS_ADMIN_TOKEN="${FAKESTS_ADMIN_TOKEN:-fakests-ci-admin-token}" \
+    imds-app python -c "$REMOTE_IMDS" > "$W/imds-remote.log" 2>&1 \
+    || { tail -30 "$W/imds-remote.log"; die "a remote sandbox's managed identity"; }
+grep '^remote sandbox: ' "$W/imds-remote.log" | sed 's/^/imds-app /'
 podman exec "${PROJECT}_imds_1" python -c "$IMDS_ADMIN" journal || die "reading the IMDS journal"
 
 step "all checks passed"

@@ -440,6 +440,21 @@ def test_the_imds_profile_puts_fakests_at_imds_address_and_port() -> None:
                if n not in ("imds", "imds-app"))
 
 
+def test_the_readme_imds_recipe_is_the_profile() -> None:
+    """The compose snippet the README gives for IMDS at 169.254.169.254 is valid and is the tested profile."""
+    section = (REPO / "README.md").read_text().split("### Managed identity at 169.254.169.254", 1)[1]
+    recipe = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    errors = list(_validator().iter_errors(recipe))
+    assert not errors, [e.message for e in errors]
+    compose = _compose()
+    ours, theirs = compose["services"]["imds"], recipe["services"]["imds"]
+    assert theirs["image"] == ours["image"]
+    assert _environment(theirs) == {k: v for k, v in _environment(ours).items() if k != "FAKESTS_EXPORT_CA"}
+    assert (theirs["sysctls"], theirs["networks"]) == (ours["sysctls"], ours["networks"])
+    assert recipe["networks"] == compose["networks"]
+    assert recipe["services"]["my-app"]["networks"] == ["default", "imds"]
+
+
 def test_the_ca_volume_is_shared_read_only_with_clients() -> None:
     compose = _compose()
     service, client = compose["services"][SERVICE], compose["services"][CLIENT]

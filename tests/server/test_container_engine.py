@@ -12,7 +12,8 @@ own address, 169.254.169.254, serving the managed-identity endpoints on port 80,
 ``examples/imds_app/app.py`` in ``imds-app`` with no Azure variable at all: azure-identity's
 ``ManagedIdentityCredential`` (riding out a 429 armed once through the admin API) and ``DefaultAzureCredential``
 (its probe included) and MSAL Python's ``ManagedIdentityClient`` get tokens, one is verified against the
-served JWKS and the pinned issuer, and the default sandbox's journal shows each request. It rewrites the machine's
+served JWKS and the pinned issuer, a ``RemoteSandbox`` of its own gets its managed-identity endpoint from the
+admin API, and the default sandbox's journal shows each of the app's requests. It rewrites the machine's
 ``/etc/containers/containers.conf`` and installs Debian packages, so it runs under CI (where a missing
 engine is a failure) or when ``FAKESTS_CONTAINER_TESTS=1`` asks for it; elsewhere it skips.
 """
@@ -66,6 +67,9 @@ def test_the_image_and_compose_file_pass_in_a_real_container_engine() -> None:
     # The 429 and azure-identity's retry, DefaultAzureCredential's probe (400: no Metadata header) and its
     # token, MSAL's, the verifying run's: all on IMDS's bare path, so all in the default sandbox.
     assert "imds journal: [429, 200, 400, 200, 200, 200] ['/metadata/identity/oauth2/token']" in lines, output[-3000:]
+    # A test's own sandbox (RemoteSandbox, as the fake_sts fixture makes it with FAKESTS_URL) in that container:
+    # the admin API named its endpoints as http://imds:80/<its tenant>, and its journal has only its request.
+    assert "imds-app remote sandbox: True [(200, True)]" in lines, output[-3000:]
     [waited] = [line for line in lines if line.startswith("imds retry after the 429 (Retry-After 1): ")]
     assert float(waited.rsplit(" ", 2)[1]) >= 1.0, waited  # it waited what IMDS asked
     assert "=== all checks passed" in output
