@@ -11,8 +11,7 @@ import pytest
 import requests
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from fakests import FakeSTS
-from fakests.state.directory import ManagedIdentity
+from fakests import FakeSTS, ManagedIdentity
 from fakests.state.settings import Settings
 from fakests.testing.remote import RemoteSandbox
 from tests.jwks import verify
