@@ -9,7 +9,7 @@ from pathlib import Path
 import msal
 import pytest
 import requests
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.identity import CredentialUnavailableError, DefaultAzureCredential, ManagedIdentityCredential
 
 from fakests import FakeSTS, ManagedIdentity
 from fakests.state.settings import Settings
@@ -135,3 +135,14 @@ def test_remote_add_identity_then_the_endpoints_run_on_it(remote: RemoteSandbox,
     assert (claims["appid"], claims["oid"], claims["xms_mirid"]) == (vm.client_id, vm.object_id, vm.resource_id)
     with pytest.raises(RuntimeError, match=r"400 .*duplicate client_id"):
         remote.add_identity(vm)
+
+
+def test_remote_identity_fault_reaches_the_client(remote: RemoteSandbox, no_azure_env: None) -> None:
+    """A rule armed over the admin API on the ``imds`` endpoint: IMDS's 400 "Identity not found", which
+    azure-identity turns into ``CredentialUnavailableError`` at once (``DefaultAzureCredential`` moves on)."""
+    rule = remote.fail("imds", status=400, times=1)
+    with remote.managed_identity("imds"), pytest.raises(CredentialUnavailableError, match="Identity not found"):
+        ManagedIdentityCredential().get_token(f"{ARM}/.default")
+    assert rule.fired == 1
+    [entry] = remote.journal.entries("imds")
+    assert (entry.status, entry.error) == (400, "invalid_request")
