@@ -18,6 +18,7 @@ PODMAN_COMPOSE_VERSION=1.6.0        # Debian's 1.0.3 ignores depends_on conditio
 TENANT=fa7e0000-0000-4000-8000-000000000001
 APP_TENANT=3c1c6f3e-1a7b-4b8e-9d6a-2f0e5c8b7a11  # examples/entra_app's own ids (its fakests.yaml registers them)
 APP_CLIENT=6b0d2f5e-8c44-4f1a-b3a2-7e9c1d0f4a22
+API_CLIENT=fa7e0000-0000-4000-8000-00000000a003  # the default directory's API (api://fakests-api)
 export BUILDAH_FORMAT=docker        # the OCI format drops the Dockerfile's HEALTHCHECK
 mkdir -p "$W"
 
@@ -31,14 +32,17 @@ cleanup() {  # only what this script made, by name; images stay cached
     [ -x "$PC" ] && [ -f "$P/docker-compose.yml" ] || return 0
     # podman-compose's `down -v` leaves the anonymous volume of the Dockerfile's VOLUME.
     local anon=() c
-    for c in "${PROJECT}_fakests_1" "${PROJECT}_entra_1"; do
+    for c in "${PROJECT}_fakests_1" "${PROJECT}_entra_1" "${PROJECT}_imds_1"; do
         anon+=("$(podman inspect "$c" --format \
                   '{{range .Mounts}}{{if eq .Destination "/var/lib/fakests"}}{{.Name}}{{end}}{{end}}' 2>/dev/null || true)")
     done
     # --profile: podman-compose leaves a profile's services out of `down` unless the profile is named.
-    (cd "$P" && timeout 120 "$PC" -p "$PROJECT" --profile impersonate down -v -t 5 >/dev/null 2>&1) || true
+    (cd "$P" && timeout 120 "$PC" -p "$PROJECT" --profile impersonate --profile imds down -v -t 5 >/dev/null 2>&1) \
+        || true
     timeout 60 podman rm -f -v -t 5 "${PROJECT}_fakests_1" "${PROJECT}_app-tests_1" "${PROJECT}_entra_1" \
-        >/dev/null 2>&1 || true
+        "${PROJECT}_imds_1" >/dev/null 2>&1 || true
+    # The imds network holds 169.254.169.0/24 on the host while it exists: never leave it behind.
+    timeout 60 podman network rm -f "${PROJECT}_imds" >/dev/null 2>&1 || true
     for c in "${anon[@]}"; do [ -z "$c" ] || timeout 60 podman volume rm -f "$c" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
@@ -184,5 +188,62 @@ timeout 120 "$PC" -p "$PROJECT" --profile impersonate run --rm -T entra-app pyth
     > "$W/entra-verify.log" 2>&1 || { tail -30 "$W/entra-verify.log"; die "token verification from the metadata URL"; }
 grep '^verified: ' "$W/entra-verify.log" | sed 's/^/entra-app /'
 podman exec "${PROJECT}_entra_1" python -c "$ADMIN" journal "$APP_CLIENT" || die "reading the journal"
+
+step "6. the imds profile: fakests at 169.254.169.254, the unmodified VM app"
+# fakests has IMDS's own address on the imds network and serves the managed-identity endpoints on port 80;
+# examples/imds_app/app.py sets nothing. A 429 with Retry-After: 1 armed once in the default sandbox (the one
+# a bare IMDS path reaches): azure-identity's retry after it, then every client's requests, from the journal.
+timeout 120 "$PC" -p "$PROJECT" --profile imds up -d imds > "$W/imds-up.log" 2>&1 \
+    || { tail -20 "$W/imds-up.log"; die "compose --profile imds up -d imds"; }
+healthy "${PROJECT}_imds_1" 90 || { podman logs "${PROJECT}_imds_1" | tail -20; die "imds never healthy"; }
+IMDS_ADMIN='import os, sys, requests
+s = requests.Session()
+s.verify = "/var/lib/fakests/tls/ca.pem"
+s.headers["Authorization"] = "Bearer " + os.environ["FAKESTS_ADMIN_TOKEN"]
+base = "https://127.0.0.1:8443/_fakests/sandboxes/default"
+if sys.argv[1] == "arm":
+    rule = {"id": "throttled-once", "match": {"endpoint": "imds"},
+            "response": {"status": 429, "retry_after": 1}, "schedule": {"times": 1}}
+    s.post(base + "/scenarios", json={"name": "imds-429-once", "rules": [rule]}).raise_for_status()
+else:
+    entries = s.get(base + "/journal", params={"endpoint": "imds"}).json()["entries"]
+    print("imds journal:", [e["status"] for e in entries], sorted({e["path"] for e in entries}))
+    print("imds retry after the 429 (Retry-After 1): %.1f s" % (entries[1]["at"] - entries[0]["at"]))'
+podman exec "${PROJECT}_imds_1" python -c "$IMDS_ADMIN" arm || die "arming the IMDS 429"
+if timeout 120 "$PC" -p "$PROJECT" --profile imds run --rm -T imds-app > "$W/imds-app.log" 2>&1; then
+    grep -E '^(Azure variables|ManagedIdentityCredential|DefaultAzureCredential|ManagedIdentityClient): ' \
+        "$W/imds-app.log" | cut -c1-60 | sed 's/^/imds-app /'
+else
+    tail -40 "$W/imds-app.log"; die "the VM app failed against fakests at 169.254.169.254"
+fi
+# A resource server's view of an IMDS token for a v2 API: discovery at the pinned public URL, its JWKS, and
+# the iss it names (the CA only for this https check; the app itself never needs it).
+VERIFY_IMDS="import jwt, requests
+from azure.identity import ManagedIdentityCredential
+token = ManagedIdentityCredential().get_token('api://fakests-api/.default').token
+meta = requests.get('https://imds:8443/$TENANT/v2.0/.well-known/openid-configuration').json()
+key = jwt.PyJWKClient(meta['jwks_uri']).get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=['RS256'], audience='$API_CLIENT', issuer=meta['issuer'])
+print('verified:', claims['iss'], claims['azp'], claims['xms_mirid'].rsplit('/', 1)[1], ','.join(claims['roles']))"
+timeout 120 "$PC" -p "$PROJECT" --profile imds run --rm -T -e REQUESTS_CA_BUNDLE=/ca/ca.pem -e SSL_CERT_FILE=/ca/ca.pem \
+    imds-app python -c "$VERIFY_IMDS" > "$W/imds-verify.log" 2>&1 \
+    || { tail -30 "$W/imds-verify.log"; die "verifying an IMDS token against the served JWKS"; }
+grep '^verified: ' "$W/imds-verify.log" | sed 's/^/imds-app /'
+# A test's own sandbox on this server (the fake_sts fixture's remote mode): the admin API says where its
+# managed-identity endpoints are, as this container reaches them.
+REMOTE_IMDS="import os
+from azure.identity import ManagedIdentityCredential
+from fakests.testing.remote import RemoteSandbox
+sb = RemoteSandbox.create('https://imds:8443', admin_token=os.environ['FAKESTS_ADMIN_TOKEN'], ca_path='/ca/ca.pem')
+with sb.managed_identity('imds') as env:
+    token = ManagedIdentityCredential().get_token('https://management.azure.com/.default')
+print('remote sandbox:', env['AZURE_POD_IDENTITY_AUTHORITY_HOST'] == 'http://imds:80/' + sb.tenant_id,
+      [(e.status, e.client_id == sb.system_identity.client_id) for e in sb.journal.entries('imds')])
+sb.drop()"
+timeout 120 "$PC" -p "$PROJECT" --profile imds run --rm -T -e FAKESTS_ADMIN_TOKEN="${FAKESTS_ADMIN_TOKEN:-fakests-ci-admin-token}" \
+    imds-app python -c "$REMOTE_IMDS" > "$W/imds-remote.log" 2>&1 \
+    || { tail -30 "$W/imds-remote.log"; die "a remote sandbox's managed identity"; }
+grep '^remote sandbox: ' "$W/imds-remote.log" | sed 's/^/imds-app /'
+podman exec "${PROJECT}_imds_1" python -c "$IMDS_ADMIN" journal || die "reading the IMDS journal"
 
 step "all checks passed"

@@ -262,6 +262,7 @@ class IdentityServer:
     as issuer, whose origin is known once the STS listens (``point_at``)."""
 
     def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.settings = runtime.settings
         self.app = create_identity_app(runtime, origin(runtime.settings, runtime.settings.port))
         self._running: tuple[Server, threading.Thread] | None = None
@@ -279,6 +280,7 @@ class IdentityServer:
                                 "another --identity-port, 0 for a free one, or -1 for no managed-identity "
                                 "endpoints") from None
         self.port = self._running[0].servers[0].sockets[0].getsockname()[1]
+        self.runtime.identity_listener = lambda: self.port  # for the admin API: remote sandboxes ask it
 
     def point_at(self, sts_port: int) -> None:
         setattr(self.app.state, mi.STS_ORIGIN, origin(self.settings, sts_port))

@@ -43,6 +43,9 @@ class Host(Protocol):
     tls: TlsFiles | None
     client_cert_path: Path
 
+    def identity_port(self) -> int | None:
+        """The port of the managed-identity endpoints beside the STS; None when none are served."""
+
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 BODY = "body"  # the ConfigError source of request bodies: keys then read like "secrets[0].value"

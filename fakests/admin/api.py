@@ -1,4 +1,5 @@
-"""The admin REST API under ``/_fakests/``: health, CA, sandboxes, directory, journal, clock, keys.
+"""The admin REST API under ``/_fakests/``: health, CA, sandboxes, directory, managed identity, journal, clock,
+keys.
 
 Scenarios, minted tokens and the OpenAPI document are in ``admin_scenarios`` (mounted by ``routes``);
 ``openapi`` describes every endpoint.
@@ -16,15 +17,18 @@ import dataclasses
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..state.config import DirectoryReader
-from ..state.directory import MSA_TENANT_ID, SPECIAL_TENANTS, App, Certificate, Directory, User
+from ..state.directory import MSA_TENANT_ID, SPECIAL_TENANTS, App, Certificate, Directory, ManagedIdentity, User
 from ..state.errors import ConfigError
 from ..state.sandbox import DEFAULT_SANDBOX, Sandbox, SandboxLimit
 from ..sts.context import origin_of
+from ..sts.identity import IDENTITY_ENDPOINTS, IDENTITY_PATHS, identity_environment
 from ..sts.ids import LAST_TIMESTAMP
 from ._http import (
     BODY,
@@ -242,6 +246,78 @@ async def user_update(request: Request) -> Response:
         for name, value in changes.items():
             setattr(user, name, float(value) if name == "tokens_valid_from" else value)
     return JSONResponse(user_json(user))
+
+
+def identity_json(identity: ManagedIdentity, hosted_on: str) -> dict[str, Any]:
+    """A managed identity as JSON (the config file's fields), and whether the endpoints run on its resource."""
+    return {**dataclasses.asdict(identity),
+            "hosted_on": identity.kind == "system" and identity.resource_id.lower() == hosted_on.lower()}
+
+
+async def identity_create(request: Request) -> Response:
+    """``POST /sandboxes/{id}/managed-identities``: register a managed identity (the fields of
+    ``directory.ManagedIdentity``, as under ``managed_identities:`` in a config file). ``client_id`` and
+    ``object_id`` default to new GUIDs, ``tenant_id`` to the home tenant; ``"hosted_on": true`` (system-assigned
+    only) makes the endpoints run on its resource, so a request that selects no identity gets its tokens."""
+    sb = sandbox_of(request)
+    body = await read_body(request)
+    hosted = body.pop("hosted_on", False)
+    if not isinstance(hosted, bool):
+        raise AdminError(400, "invalid_request", f"hosted_on: must be true or false, got {hosted!r}")
+    body = {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4()), "tenant_id": sb.home_tenant.tenant_id,
+            **body}
+    with sb.lock:
+        identity = _reader(request, sb).identity(body, "")
+        if hosted and identity.kind != "system":
+            raise AdminError(400, "invalid_request", "hosted_on: only a system-assigned identity (kind: system) is "
+                                                     "the identity of the resource the endpoints run on")
+        sb.directory.add_identity(identity)
+        if hosted:
+            sb.directory.hosted_on = identity.resource_id
+        answer = identity_json(identity, sb.directory.hosted_on)
+    return JSONResponse(answer, status_code=201)
+
+
+async def identity_endpoint(request: Request) -> Response:
+    """``GET /sandboxes/{id}/identity-endpoint?source=imds``: where code on Azure compute of kind ``source``
+    reaches this sandbox's managed-identity endpoint, and the variables that say so to its clients (what
+    ``StsSandbox.managed_identity`` sets). The host is the public URL's, else the one this request named; 404
+    when this fakests serves no managed-identity endpoints."""
+    sb = sandbox_of(request)
+    query = dict(request.query_params)
+    for name in query:
+        if name != "source":
+            raise AdminError(400, "invalid_request", f"{name}: unknown parameter; known: source")
+    source = query.get("source", "imds")
+    if source not in IDENTITY_ENDPOINTS:
+        raise AdminError(400, "invalid_request", f"source: unknown managed-identity source {source!r}; known: "
+                                                 f"{', '.join(IDENTITY_ENDPOINTS)}")
+    port = await run_in_threadpool(host_of(request).identity_port)  # FakeSTS starts them now: not on the loop
+    if port is None:
+        raise AdminError(404, "not_found", "This fakests serves no managed-identity endpoints (identity_port is -1, "
+                                           "or it runs several workers).")
+    tenant = sb.home_tenant.tenant_id
+    base = f"{_identity_origin(request, port)}/{tenant}"
+    try:
+        environment = identity_environment(source, base, tenant)
+    except ValueError as exc:  # an endpoint no variable points at
+        raise AdminError(400, "invalid_request", f"source: {exc}") from None
+    return JSONResponse({"sandbox_id": sb.sandbox_id, "source": source, "identity_url": base,
+                         "endpoint": base + IDENTITY_PATHS[source], "environment": environment})
+
+
+def _identity_origin(request: Request, port: int) -> str:
+    """``http://host:port`` of the managed-identity endpoints as the caller reaches fakests: the public URL's
+    host, else the host this request named (a container that reached the STS as ``fakests`` reaches them so)."""
+    public = host_of(request).settings.public_url
+    host = urlsplit(public).hostname if public else None
+    if host is None:
+        try:
+            host = urlsplit(f"//{request.headers.get('host', '')}").hostname
+        except ValueError:  # a Host that is no host name: the address the request came in on
+            host = None
+        host = host or (request.scope.get("server") or ("localhost", 0))[0]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 async def consent_create(request: Request) -> Response:

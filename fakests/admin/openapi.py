@@ -15,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from ..failures import scenarios
 from ..state.directory import App, ManagedIdentity, Tenant, User
 from ..state.journal import JournalEntry
+from ..sts.identity import IDENTITY_ENDPOINTS
 from . import mint
 from .api import JOURNAL_FILTERS
 from .dashboard import DEFAULT_LIMIT, JOURNAL_QUERY, MAX_LIMIT
@@ -97,6 +98,13 @@ def _schemas() -> dict[str, Any]:
     user = _dataclass_schema(User, description="A user, password included (fakests' credentials are test data).")
     user_request = _dataclass_schema(User, optional=("tenant_id",), description=(
         "A user; oid defaults to a new GUID, tenant_id to the home tenant (the MSA tenant for account_type msa)."))
+    identity_request = _dataclass_schema(
+        ManagedIdentity, optional=("client_id", "object_id", "tenant_id"), description=(
+            "A managed identity, as under managed_identities: in a config file; client_id and object_id default to "
+            "new GUIDs, tenant_id to the home tenant."))
+    identity_request["properties"]["hosted_on"] = {**_BOOL, "default": False, "description": (
+        "System-assigned only: the managed-identity endpoints now run on its resource (requests that select no "
+        "identity get its tokens).")}
     journal = _dataclass_schema(JournalEntry, description="One request as the sandbox saw it (secrets redacted).")
     journal["additionalProperties"] = True  # new diagnostic fields may join
     summary = _object({"sandbox_id": _STR, "tenant_id": _STR, "authority": _STR, "auto_sign_in": _BOOL,
@@ -147,6 +155,17 @@ def _schemas() -> dict[str, Any]:
         "RoleAssignmentCreate": _object({"principal": {**_STR, "description": "client_id, user oid or username"},
                                          "resource": _STR, "roles": _STRS}, ("principal", "resource", "roles")),
         "RoleAssignment": assignment,
+        "ManagedIdentityCreate": identity_request,
+        "ManagedIdentity": _object({**_dataclass_schema(ManagedIdentity)["properties"], "hosted_on": _BOOL},
+                                   description="A managed identity; hosted_on: the endpoints run on its resource."),
+        "IdentityEndpoint": _object({
+            "sandbox_id": _STR, "source": {"enum": list(IDENTITY_ENDPOINTS)},
+            "identity_url": {**_STR, "description": "The sandbox's managed-identity base URL (plain HTTP)."},
+            "endpoint": {**_STR, "description": "The source's token endpoint under it."},
+            "environment": {"type": "object", "additionalProperties": _STR,
+                            "description": "The variables that point clients at it (AZURE_POD_IDENTITY_AUTHORITY_HOST"
+                                           ", IDENTITY_ENDPOINT + IDENTITY_HEADER, MSI_ENDPOINT...)."}},
+            ("sandbox_id", "source", "identity_url", "endpoint", "environment")),
         "JournalEntry": journal,
         "JournalPage": _object({"entries": {"type": "array", "items": _ref("JournalEntry")},
                                 "matching": {**_INT, "description": "Entries matching the filters in all."},
@@ -297,6 +316,18 @@ def _paths() -> dict[str, Any]:
         f"{sb}/role-assignments": {"parameters": [_SANDBOX_PARAM], "post": _op("assignRoles", "Assign app roles.", {
             created: _json(_ref("RoleAssignment"), "Every role now assigned."), "400": _BAD, "404": _NO_SANDBOX},
             body=_body("RoleAssignmentCreate"), tag="directory")},
+        f"{sb}/managed-identities": {"parameters": [_SANDBOX_PARAM], "post": _op(
+            "createManagedIdentity", "Register a managed identity; hosted_on: true (system-assigned) makes the "
+            "managed-identity endpoints run on its resource.", {
+                created: _json(_ref("ManagedIdentity"), "The identity."), "400": _BAD, "404": _NO_SANDBOX},
+            body=_body("ManagedIdentityCreate"), tag="directory")},
+        f"{sb}/identity-endpoint": {"parameters": [_SANDBOX_PARAM], "get": _op(
+            "getIdentityEndpoint", "Where code on Azure compute reaches this sandbox's managed-identity endpoint of "
+            "a source, and the variables that point clients at it.", {
+                "200": _json(_ref("IdentityEndpoint"), "The endpoint and its variables."), "400": _BAD,
+                "404": _json(_ERROR, "No such sandbox, or this fakests serves no managed-identity endpoints.")},
+            params=[{"name": "source", "in": "query", "required": False,
+                     "schema": {"enum": list(IDENTITY_ENDPOINTS), "default": "imds"}}], tag="directory")},
         f"{sb}/journal": {
             "parameters": [_SANDBOX_PARAM],
             "get": _op("listJournal", "Journal entries matching every filter, oldest first.", {

@@ -17,7 +17,7 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +47,14 @@ class Runtime:
     sandboxes: Sandboxes
     client_cert_path: Path  # PEM with the default client certificate's key and certificate
     tls: TlsFiles | None
+    # Set by whatever serves the managed-identity endpoints beside this STS (``fakests serve``'s thread,
+    # ``FakeSTS``, which starts them on first use): the port they listen on, for the admin API.
+    identity_listener: Callable[[], int | None] | None = None
+
+    def identity_port(self) -> int | None:
+        """The port of the managed-identity endpoints (plain HTTP) beside this STS, started now if they start
+        on demand; None when none are served (``identity_port`` -1, ``serve --workers N``)."""
+        return self.identity_listener() if self.identity_listener is not None else None
 
     @classmethod
     def start(cls, settings: Settings | None = None, *, directory: Directory | None = None,

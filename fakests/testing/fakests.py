@@ -44,6 +44,8 @@ class FakeSTS:
         self._identity: tuple[Server, threading.Thread, str] | None = None
         self._identity_lock = threading.Lock()
         self._identity_app: ASGIApp | None = None
+        # The admin API's remote sandboxes (FAKESTS_URL) ask where the endpoints are: started then, as here.
+        self.runtime.identity_listener = self._identity_port
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FakeSTS:
@@ -88,6 +90,9 @@ class FakeSTS:
                 port = server.servers[0].sockets[0].getsockname()[1]
                 self._identity = (server, thread, f"http://127.0.0.1:{port}")
             return self._identity[2]
+
+    def _identity_port(self) -> int:
+        return int(self.identity_url.rsplit(":", 1)[1])
 
     def __enter__(self) -> FakeSTS:
         return self.start()

@@ -9,6 +9,7 @@ over TLS trusting the CA the server publishes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ import requests
 import urllib3
 
 from ..failures.scripting import build_rule
-from ..state.directory import App, User
+from ..state import defaults
+from ..state.directory import App, ManagedIdentity, User
 from ..state.journal import Journal, JournalEntry
 from .sandbox import StsSandbox
 from .sessions import trusting_session
@@ -183,6 +185,42 @@ class RemoteSandbox(StsSandbox):
     def intercept(self, hosts: tuple[str, ...] | None = None) -> Any:  # type: ignore[override]
         raise NotImplementedError("intercept() answers in the test's process: it needs fakests there, not at "
                                   "FAKESTS_URL (against a shared server, use fakests serve --impersonate)")
+
+    # --- managed identity, over the admin API ---------------------------------------------------------
+    def _identities(self) -> dict[str, ManagedIdentity]:
+        names = {f.name for f in dataclasses.fields(ManagedIdentity)}
+        found = self._refresh()["directory"]["managed_identities"]
+        return {i["client_id"]: ManagedIdentity(**{k: v for k, v in i.items() if k in names}) for i in found}
+
+    @property
+    def system_identity(self) -> ManagedIdentity:
+        identities = self._identities()  # refreshes the detail, hosted_on included
+        hosted_on = str(self._detail["directory"]["hosted_on"]).lower()
+        found = next((i for i in identities.values() if i.kind == "system" and i.resource_id.lower() == hosted_on),
+                     None)
+        assert found is not None, "this sandbox's directory has no system-assigned identity where it runs"
+        return found
+
+    @property
+    def user_identity(self) -> ManagedIdentity:
+        return self._identities()[self._id(defaults.USER_IDENTITY_CLIENT_ID)]
+
+    def add_identity(self, identity: ManagedIdentity, *, hosted_on: bool = False) -> ManagedIdentity:
+        """Register a managed identity (``POST .../managed-identities``); the server checks it as it checks a
+        config file's, and refuses a duplicate id or an unknown tenant."""
+        added = self._call("POST", "/managed-identities", json={**dataclasses.asdict(identity), "hosted_on": hosted_on})
+        names = {f.name for f in dataclasses.fields(ManagedIdentity)}
+        return ManagedIdentity(**{k: v for k, v in added.items() if k in names})
+
+    def _identity_endpoint(self, source: str) -> dict[str, Any]:
+        """``GET .../identity-endpoint``: the managed-identity endpoint as this process reaches the server."""
+        return dict(self._call("GET", "/identity-endpoint", params={"source": source}))
+
+    def _identity_base(self) -> str:
+        return str(self._identity_endpoint("imds")["identity_url"])
+
+    def identity_environment(self, source: str = "imds") -> dict[str, str]:
+        return dict(self._identity_endpoint(source)["environment"])
 
     @property
     def internal_errors(self) -> list[str]:

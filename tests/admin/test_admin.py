@@ -11,7 +11,7 @@ import msal
 import pytest
 import requests
 
-from fakests.server.app import create_app
+from fakests.server.app import create_app, create_identity_app
 from fakests.state import defaults
 from fakests.state.directory import FIRST_PARTY_APP_IDS, GRAPH_APP_ID, MSA_TENANT_ID, Certificate
 from fakests.state.settings import Settings
@@ -285,6 +285,64 @@ def test_client_id_must_be_unique_across_sandboxes(s: requests.Session, sandbox:
                                             "'default'")
 
 
+# --- managed identities ----------------------------------------------------------------------------------
+def test_added_identities_get_tokens_and_one_becomes_the_vm(state_dir: Path) -> None:
+    """POST managed-identities, then the sandbox's IMDS endpoint (its own app, in-process) answers for them: the
+    system-assigned one with no selector once it is ``hosted_on``, the user-assigned one by its client id."""
+    app = create_app(Settings(state_dir=state_dir, tls=False))
+    s = session_for(app, ORIGIN)
+    imds = session_for(create_identity_app(app.state.runtime, ORIGIN), "http://imds.test")
+    sandbox = s.post(f"{ADMIN}/sandboxes").json()
+    sid, tenant = sandbox["sandbox_id"], sandbox["tenant_id"]
+    r = s.post(f"{ADMIN}/sandboxes/{sid}/managed-identities",
+               json={"resource_id": VM2, "display_name": "vm2", "hosted_on": True})
+    assert r.status_code == 201, r.text
+    vm = r.json()
+    assert (vm["kind"], vm["tenant_id"], vm["resource_id"], vm["hosted_on"]) == ("system", tenant, VM2, True)
+    r = s.post(f"{ADMIN}/sandboxes/{sid}/managed-identities",
+               json={"resource_id": UAMI2, "kind": "user", "client_id": "6e0e0e0e-0000-4000-8000-0000000000aa"})
+    assert r.status_code == 201, r.text
+    user = r.json()
+    assert user["client_id"] == "6e0e0e0e-0000-4000-8000-0000000000aa" and user["hosted_on"] is False
+    directory = s.get(f"{ADMIN}/sandboxes/{sid}").json()["directory"]
+    assert directory["hosted_on"] == VM2
+    listed = {i["client_id"]: i for i in directory["managed_identities"]}
+    assert listed[vm["client_id"]] | {"hosted_on": True} == vm
+    assert listed[user["client_id"]] | {"hosted_on": False} == user
+
+    def token(**selector: str) -> dict[str, Any]:
+        r = imds.get(f"http://imds.test/{tenant}/metadata/identity/oauth2/token", headers={"Metadata": "true"},
+                     params={"api-version": "2018-02-01", "resource": "https://management.azure.com", **selector})
+        assert r.status_code == 200, r.text
+        return claims(r.json()["access_token"])
+
+    assert (token()["oid"], token()["xms_mirid"]) == (vm["object_id"], VM2)
+    by_client_id = token(client_id=user["client_id"])
+    assert (by_client_id["appid"], by_client_id["xms_mirid"], by_client_id["xms_az_rid"]) == (
+        user["client_id"], UAMI2, VM2)
+
+
+def test_identity_endpoint_names_the_host_the_caller_reached(state_dir: Path) -> None:
+    """Where a remote sandbox's code reaches the managed-identity endpoints: the public URL's host, else the
+    host of the admin request; the port is the one they listen on."""
+    from fakests.sts.identity import identity_header
+
+    for public_url, host in ((None, "fakests.test"), ("https://fakests:8443", "fakests")):
+        app = create_app(Settings(state_dir=state_dir, tls=False, public_url=public_url))
+        app.state.runtime.identity_listener = lambda: 8480
+        s = session_for(app, ORIGIN)
+        sandbox = s.post(f"{ADMIN}/sandboxes").json()
+        sid, tenant = sandbox["sandbox_id"], sandbox["tenant_id"]
+        imds = s.get(f"{ADMIN}/sandboxes/{sid}/identity-endpoint").json()
+        base = f"http://{host}:8480/{tenant}"
+        assert imds == {"sandbox_id": sid, "source": "imds", "identity_url": base,
+                        "endpoint": f"{base}/metadata/identity/oauth2/token",
+                        "environment": {"AZURE_POD_IDENTITY_AUTHORITY_HOST": base}}
+        app_service = s.get(f"{ADMIN}/sandboxes/{sid}/identity-endpoint", params={"source": "app_service"}).json()
+        assert app_service["environment"] == {"IDENTITY_ENDPOINT": f"{base}/msi/token",
+                                              "IDENTITY_HEADER": identity_header(tenant)}
+
+
 # --- users: state changes and revocation ---------------------------------------------------------------
 @pytest.mark.parametrize(("change", "code"), [({"disabled": True}, 50057), ({"locked": True}, 50053),
                                               ({"password_expired": True}, 50055)])
@@ -389,6 +447,8 @@ def test_keys_rotate(s: requests.Session, sandbox: dict[str, Any]) -> None:
 USER = {"username": "new@contoso.com", "display_name": "New", "password": "pw"}
 APP = {"display_name": "new app"}
 UNKNOWN_TENANT = "0e0e0e0e-0000-4000-8000-000000000000"
+VM2 = f"{defaults.RESOURCE_GROUP_ID}/providers/Microsoft.Compute/virtualMachines/fakests-vm2"
+UAMI2 = f"{defaults.RESOURCE_GROUP_ID}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/second"
 BAD: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/sandboxes", b"not json", 400, "The body is not valid JSON"),
     ("POST", "/sandboxes", [], 400, "The body must be a JSON object, got list"),
@@ -455,6 +515,29 @@ BAD: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/sandboxes/{sid}/clock", {}, 400, "Give at least one of: advance"),
     ("POST", "/sandboxes/{sid}/keys/rotate", {"kid": "x"}, 400, "kid: unknown field"),
     ("GET", "/sandboxes/{sid}/journal?since=-1", None, 400, "since: must be a whole number, got '-1'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {}, 400, "resource_id: required field is missing"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": "fakests-vm2"}, 400,
+     "resource_id: must be an Azure resource id (/subscriptions/.../providers/...), got 'fakests-vm2'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "kind": "both"}, 400,
+     "kind: must be one of system, user; got 'both'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "hosted_on": "yes"}, 400,
+     "hosted_on: must be true or false, got 'yes'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": UAMI2, "kind": "user", "hosted_on": True}, 400,
+     "hosted_on: only a system-assigned identity (kind: system)"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "tenant_id": UNKNOWN_TENANT}, 400,
+     f"tenant_id: unknown tenant '{UNKNOWN_TENANT}'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "client_id": GRAPH_APP_ID}, 400,
+     f"client_id: duplicate client_id '{GRAPH_APP_ID}'"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "object_id": "vm"}, 400,
+     "object_id: must be a GUID"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": VM2, "colour": "blue"}, 400,
+     "colour: unknown field"),
+    ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": defaults.USER_IDENTITY_RESOURCE_ID,
+                                                     "kind": "user"}, 400, "already has an identity"),
+    ("GET", "/sandboxes/{sid}/identity-endpoint?source=vm", None, 400, "source: unknown managed-identity source 'vm'"),
+    ("GET", "/sandboxes/{sid}/identity-endpoint?client_id=x", None, 400, "client_id: unknown parameter"),
+    ("GET", "/sandboxes/{sid}/identity-endpoint", None, 404, "serves no managed-identity endpoints"),
+    ("GET", "/sandboxes/nope/identity-endpoint", None, 404, "No sandbox 'nope'"),
     ("DELETE", "/sandboxes/nope/journal", None, 404, "No sandbox 'nope'"),
 ]
 

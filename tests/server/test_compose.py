@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
+import ipaddress
 import json
 import os
 import posixpath
@@ -406,6 +407,52 @@ def test_ports_origin_certificate_names_and_clients_agree() -> None:
     assert client_env["FAKESTS_URL"] == settings.public_url
     assert client_env["FAKESTS_ADMIN_TOKEN"] == settings.admin_token and settings.admin_token
     assert client["depends_on"][SERVICE] == {"condition": "service_healthy"}
+
+
+def test_the_imds_profile_puts_fakests_at_imds_address_and_port() -> None:
+    """fakests at 169.254.169.254:80 on a network whose subnet holds that address, as the image's unprivileged
+    user; the app on that network with no variable that would point a client elsewhere."""
+    compose = _compose()
+    service, app = compose["services"]["imds"], compose["services"]["imds-app"]
+    assert service["profiles"] == app["profiles"] == ["imds"]
+    assert service["image"] == compose["services"][SERVICE]["image"] and service["build"] == "."
+    settings = Settings.from_env({**_env_of(parse_dockerfile(DOCKERFILE)), **_environment(service)})
+    [(network, config)] = service["networks"].items()
+    assert config["ipv4_address"] == "169.254.169.254"  # azure-identity's and MSAL's fixed IMDS address
+    [subnet] = [c["subnet"] for c in compose["networks"][network]["ipam"]["config"]]
+    assert ipaddress.ip_address(config["ipv4_address"]) in ipaddress.ip_network(subnet)
+    assert settings.identity_port == 80 and settings.host == "0.0.0.0"  # IMDS's port, on every address
+    assert int(service["sysctls"]["net.ipv4.ip_unprivileged_port_start"]) <= settings.identity_port
+    # v2 tokens name the STS as issuer: pinned to a name the app's network resolves and the certificate has.
+    public = urlsplit(settings.public_url or "")
+    assert (public.scheme, public.hostname, public.port) == ("https", "imds", settings.port)
+    assert "imds" in settings.tls_names
+    assert service["healthcheck"] == compose["services"][SERVICE]["healthcheck"]
+    assert ("imds-ca", str(settings.export_ca), False) in _volumes(service)
+    # The app: on that network, unconfigured, after fakests is healthy.
+    assert app["networks"] == [network] and "environment" not in app
+    assert app["depends_on"] == {"imds": {"condition": "service_healthy"}}
+    mounted = {target: source for source, target, _ in _volumes(app)}
+    assert (REPO / mounted[app["working_dir"]] / app["command"][-1]).is_file()
+    # Every other service keeps the default network (podman-compose takes a lone declared network instead).
+    assert "default" in compose["networks"]
+    assert all("networks" not in s or "default" in s["networks"] for n, s in compose["services"].items()
+               if n not in ("imds", "imds-app"))
+
+
+def test_the_readme_imds_recipe_is_the_profile() -> None:
+    """The compose snippet the README gives for IMDS at 169.254.169.254 is valid and is the tested profile."""
+    section = (REPO / "README.md").read_text().split("### Managed identity at 169.254.169.254", 1)[1]
+    recipe = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    errors = list(_validator().iter_errors(recipe))
+    assert not errors, [e.message for e in errors]
+    compose = _compose()
+    ours, theirs = compose["services"]["imds"], recipe["services"]["imds"]
+    assert theirs["image"] == ours["image"]
+    assert _environment(theirs) == {k: v for k, v in _environment(ours).items() if k != "FAKESTS_EXPORT_CA"}
+    assert (theirs["sysctls"], theirs["networks"]) == (ours["sysctls"], ours["networks"])
+    assert recipe["networks"] == compose["networks"]
+    assert recipe["services"]["my-app"]["networks"] == ["default", "imds"]
 
 
 def test_the_ca_volume_is_shared_read_only_with_clients() -> None:

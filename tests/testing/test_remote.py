@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import msal
 import pytest
+import requests
+from azure.identity import CredentialUnavailableError, DefaultAzureCredential, ManagedIdentityCredential
 
-from fakests import FakeSTS
+from fakests import FakeSTS, ManagedIdentity
 from fakests.state.settings import Settings
 from fakests.testing.remote import RemoteSandbox
 from tests.jwks import verify
@@ -71,3 +74,75 @@ def test_remote_configure_changes_only_this_sandbox(remote: RemoteSandbox, serve
     result = remote.msal_confidential().acquire_token_for_client(["api://fakests-api/.default"])
     assert result["expires_in"] == 400
     assert server.runtime.sandboxes.default.settings.access_token_lifetime == 3599
+
+
+# --- managed identity through a remote sandbox ------------------------------------------------------------
+ARM = "https://management.azure.com"
+
+
+@pytest.fixture
+def no_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing but the variables a managed-identity host sets: none of a developer's AZURE_* left over."""
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                 "AZURE_USERNAME", "AZURE_AUTHORITY_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_remote_managed_identity_with_azure_identity(remote: RemoteSandbox, server: FakeSTS,
+                                                     no_azure_env: None) -> None:
+    """azure-identity's ``ManagedIdentityCredential`` (IMDS, system-assigned) and ``DefaultAzureCredential``
+    against the server's managed-identity endpoints, found through the admin API alone."""
+    identity = remote.system_identity
+    assert identity.kind == "system" and "/virtualMachines/" in identity.resource_id
+    base = remote.identity_url()
+    assert base == f"http://localhost:{server.identity_url.rsplit(':', 1)[1]}/{remote.tenant_id}"
+    with remote.managed_identity("imds") as env:
+        assert env == {"AZURE_POD_IDENTITY_AUTHORITY_HOST": base}
+        token = ManagedIdentityCredential().get_token(f"{ARM}/.default")
+        chained = DefaultAzureCredential().get_token(f"{ARM}/.default")
+    for access_token in (token.token, chained.token):
+        claims = verify(access_token, remote.http_client(), remote.authority(), ARM)
+        assert claims["appid"] == identity.client_id and claims["oid"] == identity.object_id
+        assert claims["xms_mirid"] == identity.resource_id and claims["idtyp"] == "app"
+    entries = remote.journal.entries("imds")
+    assert [(e.status, e.client_id) for e in entries] == [(200, identity.client_id)] * 2
+    assert not server.runtime.sandboxes.default.journal.entries("imds")  # the sandbox's own, not the default
+
+
+def test_remote_user_assigned_identity_over_app_service(remote: RemoteSandbox, no_azure_env: None) -> None:
+    user = remote.user_identity
+    assert user.kind == "user" and user.client_id != remote.system_identity.client_id
+    with remote.managed_identity("app_service") as env:
+        assert env["IDENTITY_ENDPOINT"] == remote.identity_url("app_service")
+        token = ManagedIdentityCredential(client_id=user.client_id).get_token("api://fakests-api/.default")
+    claims = verify(token.token, remote.http_client(), remote.authority(), remote.api.client_id)
+    assert claims["azp"] == user.client_id and claims["roles"] == ["Data.Read", "Data.Write"]
+    assert claims["iss"] == f"{remote.authority()}/v2.0"  # the STS the resource validates against
+
+
+def test_remote_add_identity_then_the_endpoints_run_on_it(remote: RemoteSandbox, no_azure_env: None) -> None:
+    """``add_identity(..., hosted_on=True)`` over the admin API: MSAL Python's ``ManagedIdentityClient``
+    (system-assigned, no selector) then gets the new identity's tokens."""
+    vm = ManagedIdentity(str(uuid.uuid4()), str(uuid.uuid4()), remote.system_identity.resource_id + "-2",
+                         remote.tenant_id, display_name="second vm")
+    assert remote.add_identity(vm, hosted_on=True) == vm
+    assert remote.system_identity == vm
+    with remote.managed_identity("imds"):
+        client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
+        result = client.acquire_token_for_client(resource=ARM)
+    assert "access_token" in result, result
+    claims = verify(result["access_token"], remote.http_client(), remote.authority(), ARM)
+    assert (claims["appid"], claims["oid"], claims["xms_mirid"]) == (vm.client_id, vm.object_id, vm.resource_id)
+    with pytest.raises(RuntimeError, match=r"400 .*duplicate client_id"):
+        remote.add_identity(vm)
+
+
+def test_remote_identity_fault_reaches_the_client(remote: RemoteSandbox, no_azure_env: None) -> None:
+    """A rule armed over the admin API on the ``imds`` endpoint: IMDS's 400 "Identity not found", which
+    azure-identity turns into ``CredentialUnavailableError`` at once (``DefaultAzureCredential`` moves on)."""
+    rule = remote.fail("imds", status=400, times=1)
+    with remote.managed_identity("imds"), pytest.raises(CredentialUnavailableError, match="Identity not found"):
+        ManagedIdentityCredential().get_token(f"{ARM}/.default")
+    assert rule.fired == 1
+    [entry] = remote.journal.entries("imds")
+    assert (entry.status, entry.error) == (400, "invalid_request")
