@@ -56,6 +56,7 @@ def app_json(app: App) -> dict[str, Any]:
         "public_client": app.public_client,
         "sign_in_audience": app.sign_in_audience, "identifier_uris": app.identifier_uris, "scopes": app.scopes,
         "app_roles": app.app_roles, "access_token_version": app.access_token_version, "enabled": app.enabled,
+        "federated_credentials": [dataclasses.asdict(c) for c in app.federated_credentials],
     }
 
 

@@ -13,7 +13,7 @@ import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from ..failures import scenarios
-from ..state.directory import App, ManagedIdentity, Tenant, User
+from ..state.directory import App, FederatedCredential, ManagedIdentity, Tenant, User
 from ..state.journal import JournalEntry
 from . import mint
 from .api import JOURNAL_FILTERS
@@ -87,6 +87,10 @@ def _schemas() -> dict[str, Any]:
         "secrets": {"type": "array", "items": secret},
         "certificates": {"type": "array", "items": _STR,
                          "description": "PEM certificates, or 'default' for the default client certificate."},
+        "federated_credentials": {"type": "array", "items": _dataclass_schema(
+            FederatedCredential, description="A federated identity credential: issuer (an https URL, or "
+                                             "/kubernetes/{cluster} on fakests), subject, audiences (one)."),
+                                  "description": "External tokens this app accepts as its client assertion."},
     }, description="An app registration; client_id defaults to a new GUID, tenant_id to the home tenant.")
     app = _object({**{k: v for k, v in app_request["properties"].items() if k not in ("secrets", "certificates")},
                    "secrets": {"type": "array", "items": _object(
