@@ -209,6 +209,15 @@ def share_state(store: Store, settings: Settings) -> set[str]:
 
 
 
+def load_cluster_keys(state: Path) -> KeySet:
+    """The fake Kubernetes issuer's keys in the state directory ``state`` (made on first use), read under the
+    state directory's lock, so a server starting meanwhile ends up with the same key (``fakests env``)."""
+    with state_directory(state):
+        state.mkdir(parents=True, exist_ok=True)
+        with _locked(state):
+            return KeySet.load_or_create(state / CLUSTER_KEYS)
+
+
 def seed_shared_store(runtime: Runtime) -> Path:
     """A fresh shared store for ``serve --workers N`` holding this (parent) runtime's default sandbox, its
     scenarios included, for the workers to start from. Returns its path."""
