@@ -58,11 +58,19 @@ def test_wrong_service_account(fake_sts: StsSandbox) -> None:
     assert [e.status for e in fake_sts.journal.entries("token")] == [401]
 
 
+def test_unknown_issuer(fake_sts: StsSandbox) -> None:
+    with fake_sts.workload_identity(token=fake_sts.service_account_token(cluster="elsewhere")):
+        result = run(fake_sts, "workload")
+    assert not result["ok"] and result["name"] == "AuthenticationRequiredError", result
+    assert "AADSTS700211" in result["message"], result
+
+
 def test_expired_token_file(fake_sts: StsSandbox) -> None:
     with fake_sts.workload_identity(lifetime=300):
         fake_sts.advance(600)
         result = run(fake_sts, "workload")
-    assert not result["ok"] and "AADSTS700024" in result["message"], result
+    assert not result["ok"] and result["name"] == "AuthenticationRequiredError", result
+    assert "AADSTS700024" in result["message"], result
 
 
 def test_a_503_once_is_retried(fake_sts: StsSandbox) -> None:

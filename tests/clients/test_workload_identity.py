@@ -106,9 +106,11 @@ def test_msal_python_with_the_token_file_as_client_assertion(fake_sts: StsSandbo
     ({"service_account": "other"}, "AADSTS700213"),
     ({"namespace": "kube-system"}, "AADSTS700213"),
     ({"audience": "api://AzureADTokenExchangeChina"}, "AADSTS700212"),
+    ({"cluster": "elsewhere"}, "AADSTS700211"),
 ])
 def test_no_matching_federated_credential(fake_sts: StsSandbox, kwargs: dict[str, str], code: str) -> None:
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA, **kwargs), \
+    token = fake_sts.service_account_token(**kwargs)
+    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA, token=token), \
             pytest.raises(ClientAuthenticationError, match=code) as raised:
         WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
     assert "No matching federated identity record found for presented assertion" in str(raised.value)
