@@ -78,7 +78,15 @@ _STR, _NUM, _INT, _BOOL = {"type": "string"}, {"type": "number"}, {"type": "inte
 _STRS = {"type": "array", "items": _STR}
 
 
+def _federated() -> dict[str, Any]:
+    return {"type": "array", "items": _dataclass_schema(
+        FederatedCredential, description="A federated identity credential: issuer (an https URL, or "
+                                         "/kubernetes/{cluster} on fakests), subject, audiences (one)."),
+            "description": "External tokens accepted as the client assertion (workload identity federation)."}
+
+
 def _schemas() -> dict[str, Any]:
+    federated = _federated()
     scenario = copy.deepcopy(scenarios.SCHEMA)
     secret = {"oneOf": [_STR, _object({"value": _STR, "expires_at": {"oneOf": [_NUM, _STR, {"type": "null"}]},
                                        "hint": _STR}, ("value",))],
@@ -87,10 +95,7 @@ def _schemas() -> dict[str, Any]:
         "secrets": {"type": "array", "items": secret},
         "certificates": {"type": "array", "items": _STR,
                          "description": "PEM certificates, or 'default' for the default client certificate."},
-        "federated_credentials": {"type": "array", "items": _dataclass_schema(
-            FederatedCredential, description="A federated identity credential: issuer (an https URL, or "
-                                             "/kubernetes/{cluster} on fakests), subject, audiences (one)."),
-                                  "description": "External tokens this app accepts as its client assertion."},
+        "federated_credentials": federated,
     }, description="An app registration; client_id defaults to a new GUID, tenant_id to the home tenant.")
     app = _object({**{k: v for k, v in app_request["properties"].items() if k not in ("secrets", "certificates")},
                    "secrets": {"type": "array", "items": _object(
@@ -134,7 +139,8 @@ def _schemas() -> dict[str, Any]:
         "Directory": _object({
             "tenants": {"type": "array", "items": _dataclass_schema(Tenant)},
             "apps": {"type": "array", "items": _ref("App")}, "users": {"type": "array", "items": _ref("User")},
-            "managed_identities": {"type": "array", "items": _dataclass_schema(ManagedIdentity)},
+            "managed_identities": {"type": "array", "items": _dataclass_schema(
+                ManagedIdentity, overrides={"federated_credentials": federated})},
             "hosted_on": {**_STR, "description": "ARM id of the resource the managed-identity endpoints run on."},
             "consents": {"type": "array", "items": grant},
             "user_consents": {"type": "array", "items": _object({"oid": _STR, **grant["properties"]})},

@@ -269,7 +269,13 @@ class DirectoryReader:
     def identity(self, raw: Any, key: str) -> ManagedIdentity:
         """A managed identity: ``client_id``, ``object_id`` (principal id), ``resource_id`` (an ARM id: the
         Azure resource's for ``kind: system``, the identity's own for ``kind: user``), ``tenant_id``."""
-        values = self.mapping(raw, key, ManagedIdentity)
+        values = self.mapping(raw, key, ManagedIdentity, special=("federated_credentials",))
+        if "federated_credentials" in values:
+            values["federated_credentials"] = self.federated_credentials(values["federated_credentials"],
+                                                                         _join(key, "federated_credentials"))
+            if values["federated_credentials"] and values.get("kind", "system") != "user":
+                self.fail(_join(key, "federated_credentials"), "only user-assigned identities (kind: user) have "
+                                                               "federated identity credentials, as in Azure")
         if values["client_id"] in self.directory.identities or values["client_id"] in self.directory.apps:
             self.fail(_join(key, "client_id"), f"duplicate client_id {values['client_id']!r}")
         if any(i.object_id == values["object_id"] for i in self.directory.identities.values()):

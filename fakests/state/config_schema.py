@@ -65,8 +65,7 @@ _APP_SPECIAL = {
     "federated_credentials": {"type": "array", "maxItems": 20, "items": _object(FederatedCredential, {
         "audiences": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string", "minLength": 1}},
         "issuer": {"type": "string", "minLength": 1,
-                   "description": "An https URL, or a path on fakests itself: /kubernetes/{cluster}."}}),
-        "description": "Federated identity credentials: external tokens this app accepts as its client assertion."},
+                   "description": "An https URL, or a path on fakests itself: /kubernetes/{cluster}."}})},
 }
 _GRANT = {"type": "object", "additionalProperties": False, "required": ["client_id", "resource", "scopes"],
           "properties": {"client_id": {"type": "string"}, "resource": {"type": "string"},
@@ -87,7 +86,8 @@ SCHEMA: dict[str, Any] = {
         "tenants": {"type": "array", "items": _object(Tenant)},
         "apps": {"type": "array", "items": _object(App, _APP_SPECIAL)},
         "users": {"type": "array", "items": _object(User)},
-        "managed_identities": {"type": "array", "items": _object(ManagedIdentity)},
+        "managed_identities": {"type": "array", "items": _object(
+            ManagedIdentity, {"federated_credentials": dict(_APP_SPECIAL["federated_credentials"])})},
         "consents": {"type": "array", "items": _GRANT},
         "role_assignments": {"type": "array", "items": _ROLES},
     },

@@ -138,7 +138,7 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
 
     d.add_identity(ManagedIdentity(SYSTEM_IDENTITY_CLIENT_ID, SYSTEM_IDENTITY_OBJECT_ID, VM_RESOURCE_ID, TENANT_ID))
     d.add_identity(ManagedIdentity(USER_IDENTITY_CLIENT_ID, USER_IDENTITY_OBJECT_ID, USER_IDENTITY_RESOURCE_ID,
-                                   TENANT_ID, kind="user"))
+                                   TENANT_ID, kind="user", federated_credentials=[WORKLOAD_CREDENTIAL]))
     d.hosted_on = VM_RESOURCE_ID
     d.assign_roles(SYSTEM_IDENTITY_CLIENT_ID, API_ID, ["Data.Read"])
     d.assign_roles(USER_IDENTITY_CLIENT_ID, API_ID, ["Data.Read", "Data.Write"])

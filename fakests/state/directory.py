@@ -234,7 +234,9 @@ class ManagedIdentity:
     resource's ARM id) or ``user``-assigned (its own ARM resource, ``.../userAssignedIdentities/NAME``).
 
     ``client_id`` is the ``appid``/``azp`` of its tokens, ``object_id`` (the principal id) their ``oid`` and
-    ``sub``, ``resource_id`` their ``xms_mirid``: what Entra puts in managed-identity tokens.
+    ``sub``, ``resource_id`` their ``xms_mirid``: what Entra puts in managed-identity tokens. A user-assigned
+    identity may also trust external tokens (``federated_credentials``: workload identity on AKS, whose docs
+    federate a user-assigned identity), exchanged at ``/token`` with the identity's client id.
     """
 
     client_id: str
@@ -243,6 +245,9 @@ class ManagedIdentity:
     tenant_id: str
     kind: IdentityKind = "system"
     display_name: str = ""
+    federated_credentials: list[FederatedCredential] = field(default_factory=list, metadata={
+        "help": "Federated identity credentials (user-assigned identities only, as in Azure): external tokens, "
+                "such as a Kubernetes service account's, this identity accepts as its client assertion."})
 
 
 def uri_origin(uri: str) -> str | None:
@@ -397,7 +402,7 @@ class Directory:
         out.role_assignments = {(m(p), m(r)): set(s) for (p, r), s in self.role_assignments.items()}
         for i in self.identities.values():  # same ARM ids (a sandbox's own Azure), fresh principal
             out.add_identity(replace(i, client_id=m(i.client_id), tenant_id=m(i.tenant_id),
-                                     object_id=str(uuid.uuid4())))
+                                     object_id=str(uuid.uuid4()), federated_credentials=list(i.federated_credentials)))
         out.hosted_on = self.hosted_on
         return out, ids
 

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 import jwt
 
 from ..state import kubernetes
-from ..state.directory import App, Certificate
+from ..state.directory import App, Certificate, FederatedCredential, ManagedIdentity
 from .context import StsRequest
 from .errors import StsError
 
@@ -105,8 +105,8 @@ def authenticate(ctx: StsRequest, *, confidential_only: bool = False, spa: bool 
     if assertion:
         if ctx.get("client_assertion_type") != ASSERTION_TYPE:
             raise StsError(900144, parameter="client_assertion_type")
-        if _federated(assertion, app):
-            _verify_federated(ctx, app, assertion)
+        if _federated(assertion, app.client_id):
+            verify_federated(ctx, app.federated_credentials, assertion)
             return ClientAuth(app, "federated")
         _verify_assertion(ctx, app, assertion)
         return ClientAuth(app, "certificate")
@@ -157,27 +157,46 @@ def _verify_assertion(ctx: StsRequest, app: App, assertion: str) -> None:
         raise StsError(700023, aud=claims.get("aud"))
 
 
-def _federated(assertion: str, app: App) -> bool:
+def _federated(assertion: str, client_id: str) -> bool:
     """Whether an assertion is an external token rather than the app's own: neither its issuer nor its subject
     is the client (a certificate assertion has ``sub`` == client_id even when its ``iss`` is wrong: AADSTS50048)."""
     try:
         claims = jwt.decode(assertion, options={"verify_signature": False})
     except jwt.PyJWTError:
         return False
-    return app.client_id not in (claims.get("iss"), claims.get("sub"))
+    return client_id not in (claims.get("iss"), claims.get("sub"))
 
 
-def _verify_federated(ctx: StsRequest, app: App, assertion: str) -> None:
-    """Workload identity federation: the assertion must match one of the app's federated identity credentials
+def authenticate_identity(ctx: StsRequest, identity: ManagedIdentity) -> None:
+    """A user-assigned managed identity as the client of ``client_credentials``: it has no secret or
+    certificate, only federated identity credentials, so a federated assertion is the one way in."""
+    if browser_origin(ctx) is not None:
+        raise StsError(9002326, origin=browser_origin(ctx))
+    assertion = ctx.get("client_assertion")
+    if ctx.get("client_secret") or _basic(ctx):
+        raise StsError(7000215, client_id=identity.client_id)
+    if not assertion:
+        raise StsError(7000218)
+    if ctx.get("client_assertion_type") != ASSERTION_TYPE:
+        raise StsError(900144, parameter="client_assertion_type")
+    ctx.notes["client_id"] = identity.client_id
+    verify_federated(ctx, identity.federated_credentials, assertion)
+
+
+def verify_federated(ctx: StsRequest, credentials: list[FederatedCredential], assertion: str) -> None:
+    """Workload identity federation: the assertion must match one of the client's federated identity credentials
     (issuer AADSTS700211, then subject AADSTS700213, then audience AADSTS700212: exact, case-sensitive), be
     signed by a key its issuer publishes (AADSTS7000272 unknown key, AADSTS700027 bad signature) and be within
     its time range (AADSTS700024). Entra fetches the issuer's OIDC discovery document and JWKS; fakests knows
     the keys of the issuers it publishes itself (``state/kubernetes.py``) and fetches no other: a credential
     trusting an external issuer is answered AADSTS501661, as Entra answers an issuer it cannot reach."""
-    claims = jwt.decode(assertion, options={"verify_signature": False})
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise StsError(700027, reason=f"The assertion is not a JWT: {exc}", thumbprint="") from None
     iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
     audiences = [a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str)]
-    creds = [c for c in app.federated_credentials if isinstance(iss, str) and c.issuer_matches(iss)]
+    creds = [c for c in credentials if isinstance(iss, str) and c.issuer_matches(iss)]
     if not creds:
         raise StsError(700211, issuer=iss)
     creds = [c for c in creds if c.subject == sub]

@@ -80,6 +80,25 @@ def test_default_azure_credential_picks_workload_identity(fake_sts: StsSandbox) 
     assert _exchanged(fake_sts) == [200] and fake_sts.journal.entries("imds") == []
 
 
+def test_a_user_assigned_identity_as_the_workload_identity(fake_sts: StsSandbox) -> None:
+    """AKS's own walkthrough federates a user-assigned managed identity, not an app: AZURE_CLIENT_ID names the
+    identity, and the token is a managed-identity token (its principal id as ``oid``, its ARM id as
+    ``xms_mirid``, its app roles)."""
+    identity = fake_sts.user_identity
+    with fake_sts.intercept(), fake_sts.workload_identity(identity.client_id, authority_host=ENTRA):
+        credential = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
+                                            exclude_powershell_credential=True)
+        token = credential.get_token("api://fakests-api/.default")
+        session = requests.Session()
+        session.trust_env = False
+        claims = verify(token.token, session, f"{ENTRA}/{fake_sts.tenant_id}", fake_sts.api.client_id)
+    assert claims["azp"] == identity.client_id and claims["oid"] == identity.object_id == claims["sub"]
+    assert claims["xms_mirid"] == identity.resource_id and "xms_az_rid" not in claims
+    assert claims["roles"] == ["Data.Read", "Data.Write"] and claims["idtyp"] == "app"
+    [entry] = fake_sts.journal.entries("token")
+    assert entry.status == 200 and entry.client_id == identity.client_id
+
+
 def test_workload_identity_credential_over_tls(fake_sts: StsSandbox) -> None:
     """Tenant, client and token file from the environment; fakests' TLS origin and CA given explicitly."""
     with fake_sts.workload_identity():

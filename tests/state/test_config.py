@@ -128,6 +128,10 @@ BAD: list[tuple[str, str, str, str]] = [
     ("fic-unknown-field", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: /kubernetes/a, "
      "subject: s, audience: x}]}]\n", "apps[0].federated_credentials[0].audience",
      "unknown field; known: name, issuer, subject, audiences, description"),
+    ("fic-on-system-identity", TENANTS + f"managed_identities: [{{client_id: {A1}, object_id: {T2}, tenant_id: {T1}, "
+     "resource_id: /subscriptions/x/providers/y, federated_credentials: [{name: k, issuer: /kubernetes/a, "
+     "subject: s}]}]\n", "managed_identities[0].federated_credentials",
+     "only user-assigned identities (kind: user) have federated identity credentials, as in Azure"),
     ("fic-not-list", TENANTS + f"apps: [{APP}, federated_credentials: {{name: k}}}}]\n",
      "apps[0].federated_credentials", "must be a list, got a mapping"),
     ("app-spa-not-url", TENANTS + f"apps: [{APP}, spa_redirect_uris: [myapp://auth]}}]\n",
@@ -342,3 +346,15 @@ def test_federated_credentials_load_with_the_default_audience(tmp_path: Path, cl
     assert directory_json(load_config(path, client_cert).directory)["apps"][-1]["federated_credentials"][1] == {
         "name": "local", "issuer": "/kubernetes/dev", "subject": "system:serviceaccount:c:d",
         "audiences": ["api://custom"], "description": ""}
+
+
+def test_a_user_assigned_identity_with_a_federated_credential(tmp_path: Path, client_cert: Certificate) -> None:
+    path = write(tmp_path, TENANTS + f"""managed_identities:
+  - {{client_id: {A1}, object_id: {T2}, tenant_id: {T1}, kind: user,
+     resource_id: /subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks,
+     federated_credentials: [{{name: aks, issuer: /kubernetes/dev, subject: 'system:serviceaccount:a:b'}}]}}
+""")
+    directory = load_config(path, client_cert).directory
+    [credential] = directory.identities[A1].federated_credentials
+    assert credential.subject == "system:serviceaccount:a:b" and credential.audiences == ["api://AzureADTokenExchange"]
+    assert directory_json(directory)["managed_identities"][0]["federated_credentials"][0]["name"] == "aks"

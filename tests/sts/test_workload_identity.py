@@ -126,3 +126,25 @@ def test_a_relative_issuer_matches_fakests_on_any_origin(fake_sts: StsSandbox, o
     on (its TLS port, a public_url, Entra's host under intercept) are accepted."""
     token = fake_sts.service_account_token(issuer=f"{origin}/kubernetes/fakests")
     assert exchange(fake_sts, token).status_code == 200
+
+
+def test_a_user_assigned_identity_takes_only_a_federated_assertion(fake_sts: StsSandbox) -> None:
+    identity = fake_sts.user_identity
+    response = exchange(fake_sts, fake_sts.service_account_token(), identity.client_id)
+    assert response.status_code == 200, response.text
+    assert claims_of(response.json()["access_token"])["oid"] == identity.object_id
+    rejected(exchange(fake_sts, fake_sts.service_account_token("other"), identity.client_id), 700213)
+    secret = fake_sts.http_client().post(f"{fake_sts.authority()}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": identity.client_id, "client_secret": "x",
+        "scope": "https://graph.microsoft.com/.default"})
+    rejected(secret, 7000215)
+    # A system-assigned identity is no client of /token (Azure gives it no federated credentials).
+    system = exchange(fake_sts, fake_sts.service_account_token(), fake_sts.system_identity.client_id)
+    assert system.status_code == 400 and system.json()["error_codes"] == [700016]
+    other_tenant = fake_sts.http_client().post(f"{fake_sts.authority(fake_sts.other_tenant_id)}/oauth2/v2.0/token",
+                                               data={"grant_type": "client_credentials",
+                                                     "client_id": identity.client_id,
+                                                     "client_assertion_type": JWT_BEARER,
+                                                     "client_assertion": fake_sts.service_account_token(),
+                                                     "scope": "https://graph.microsoft.com/.default"})
+    assert other_tenant.json()["error_codes"] == [700016]
