@@ -318,6 +318,18 @@ def _paths() -> dict[str, Any]:
             "200": _json(_ref("Clock"), "The clock."), "400": _BAD, "404": _NO_SANDBOX},
             body={"required": True, "content": {_JSON: {"schema": _object(
                 {"advance": {**_NUM, "description": "Seconds; negative goes back."}}, ("advance",))}}})},
+        f"{sb}/kubernetes/token": {"parameters": [_SANDBOX_PARAM], "post": _op(
+            "mintServiceAccountToken", "A service-account token of fakests' fake Kubernetes cluster (workload "
+            "identity), issued now on the sandbox clock.", {
+                "200": _json(_object({"token": _STR, "issuer": _STR, "subject": _STR}), "The token."),
+                "400": _BAD, "404": _NO_SANDBOX},
+            body={"required": False, "content": {_JSON: {"schema": _object({
+                "namespace": {**_STR, "description": "Default: default."},
+                "service_account": {**_STR, "description": "Default: workload."},
+                "audience": {**_STR, "description": "Default: api://AzureADTokenExchange."},
+                "lifetime": {**_NUM, "description": "Seconds; default 3600."},
+                "cluster": {**_STR, "description": "The issuer is {origin}/kubernetes/{cluster}; default fakests."},
+            })}}}, tag="keys")},
         f"{sb}/keys/rotate": {"parameters": [_SANDBOX_PARAM], "post": _op(
             "rotateSandboxKeys", "Rotate this sandbox's signing keys only (the old key stays published for the "
             "grace period).", {"200": _json(_ref("KeysRotated"), "The new key."), "400": _BAD, "404": _NO_SANDBOX},

@@ -368,6 +368,20 @@ def test_clock_advance_expires_refresh_tokens(s: requests.Session, sandbox: dict
     assert back.json()["clock_offset"] == 90 * 86400 - 0.5
 
 
+def test_service_account_token(s: requests.Session, sandbox: dict[str, Any]) -> None:
+    """A fake-cluster token on the sandbox clock, verifiable with the issuer's published JWKS."""
+    s.post(f"{ADMIN}/sandboxes/{sandbox['sandbox_id']}/clock", json={"advance": 3600})
+    r = s.post(f"{ADMIN}/sandboxes/{sandbox['sandbox_id']}/kubernetes/token",
+               json={"namespace": "apps", "service_account": "api", "lifetime": 120, "cluster": "dev"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issuer"] == f"{ORIGIN}/kubernetes/dev" and body["subject"] == "system:serviceaccount:apps:api"
+    keys = jwt.PyJWKSet.from_dict(s.get(f"{body['issuer']}/openid/v1/jwks").json())
+    claims = jwt.decode(body["token"], keys.keys[0].key, algorithms=["RS256"], audience="api://AzureADTokenExchange",
+                        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False})
+    assert claims["exp"] - claims["iat"] == 120 and claims["iat"] == pytest.approx(time.time() + 3600, abs=5)
+
+
 def test_keys_rotate(s: requests.Session, sandbox: dict[str, Any]) -> None:
     tid = sandbox["tenant_id"]
     before = [k["kid"] for k in s.get(f"{ORIGIN}/{tid}/discovery/v2.0/keys").json()["keys"]]
@@ -454,6 +468,11 @@ BAD: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/sandboxes/{sid}/clock", b'{"advance": Infinity}', 400, "advance: must be a number"),
     ("POST", "/sandboxes/{sid}/clock", {}, 400, "Give at least one of: advance"),
     ("POST", "/sandboxes/{sid}/keys/rotate", {"kid": "x"}, 400, "kid: unknown field"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"lifetime": 0}, 400, "lifetime: must be 1 second to a year"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"cluster": "Not A Label"}, 400,
+     "cluster: a cluster name is a DNS label"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"namespace": ""}, 400, "must not be empty"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"pod": "x"}, 400, "pod: unknown field"),
     ("GET", "/sandboxes/{sid}/journal?since=-1", None, 400, "since: must be a whole number, got '-1'"),
     ("DELETE", "/sandboxes/nope/journal", None, 404, "No sandbox 'nope'"),
 ]
