@@ -7,7 +7,7 @@ padded or not, RS256 or PS256, float ``exp``/``iat``, ``nbf`` optional, a few se
 
 An assertion whose ``iss`` and ``sub`` are both something other than the client is an external token
 (workload identity federation: a Kubernetes service-account token, a GitHub Actions token): it is checked
-against the app's federated identity credentials (``_verify_federated``).
+against the app's federated identity credentials (``verify_federated``).
 """
 
 from __future__ import annotations
@@ -204,13 +204,11 @@ def verify_federated(ctx: StsRequest, credentials: list[FederatedCredential], as
         raise StsError(700213, subject=sub)
     if not any(a in c.audiences for c in creds for a in audiences):
         raise StsError(700212, audience=", ".join(audiences))
-    header = jwt.get_unverified_header(assertion)
-    cluster = kubernetes.cluster_of(str(iss))
-    if cluster is None:
+    if kubernetes.cluster_of(str(iss)) is None:
         raise StsError(501661)
-    issuer_keys = ctx.request.app.state.sandboxes.clusters
-    kid = str(header.get("kid") or "")
-    key = issuer_keys.find(kid)
+    clusters: kubernetes.ClusterIssuer = ctx.request.app.state.sandboxes.clusters
+    kid = str(jwt.get_unverified_header(assertion).get("kid") or "")
+    key = clusters.find(kid)
     if key is None:
         raise StsError(7000272, kid=kid, issuer=iss)
     try:

@@ -10,7 +10,7 @@ import { DefaultAzureCredential, WorkloadIdentityCredential } from "@azure/ident
 
 const [kind, scope] = process.argv.slice(2);
 try {
-  const options = { disableInstanceDiscovery: true, retryOptions: { maxRetryDelayInMs: 100 } };
+  const options = { disableInstanceDiscovery: true };
   const credential = kind === "default" ? new DefaultAzureCredential(options) : new WorkloadIdentityCredential(options);
   const token = (await credential.getToken(scope)).token;
   console.log(JSON.stringify({ ok: true, token }));
