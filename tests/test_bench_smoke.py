@@ -78,3 +78,11 @@ def test_whole_script_in_miniature(bench: tuple[ModuleType, ModuleType], capsys:
         assert row in text, row
     assert "x (" in text and " µs" in text and " ms" in text and " MiB" in text
     assert ("n/a (no --workers)" in text) != tp.fakests_supports_workers()
+
+
+def test_the_federated_bench_prints_both_rows() -> None:
+    """bench/federated.py runs end to end (no timing asserted)."""
+    done = subprocess.run([sys.executable, str(BENCH / "federated.py"), "--requests", "10"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["secret", "federated"]
