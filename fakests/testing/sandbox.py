@@ -33,6 +33,7 @@ from ..state import defaults, kubernetes
 from ..state.directory import WORKLOAD_AUDIENCE, App, Certificate, ManagedIdentity, Tenant, User
 from ..state.journal import Journal
 from ..state.sandbox import Sandbox, Sandboxes
+from ..state.settings import PUBLIC_CLOUD_HOSTS
 from . import driver
 from .sessions import trusting_session
 from .transport import ASGIAdapter
@@ -113,6 +114,8 @@ class AppInfo:
 
 class StsSandbox:
     """A sandbox on a running fakests (``FakeSTS``), as a test uses it."""
+
+    _intercepting: tuple[str, ...] | None = None  # the hosts ``intercept`` answers, while it does
 
     def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
                  client_cert_path: str, identity_url: Callable[[], str] | None = None,
@@ -360,12 +363,17 @@ class StsSandbox:
         ``ManagedIdentityCredential`` works with no variable set. ``testing/intercept.py`` says how."""
         from .intercept import IMDS_HOST, intercept
 
+        outer = self._intercepting
         with contextlib.ExitStack() as stack:
             active = stack.enter_context(intercept(self._app, self.sandbox_id,
                                                    *(() if hosts is None else (tuple(hosts),))))
             if self._identity_app is not None:
                 stack.enter_context(intercept(self._identity_app(), self.sandbox_id, (IMDS_HOST,), scheme="http"))
-            yield active
+            self._intercepting = tuple(hosts) if hosts else PUBLIC_CLOUD_HOSTS
+            try:
+                yield active
+            finally:
+                self._intercepting = outer
 
     # --- managed identity and virtual time ------------------------------------------------------------
     @property
@@ -458,15 +466,19 @@ class StsSandbox:
         """Run the block as a pod with Azure workload identity: writes the service account's token to a file
         (or ``token``, as given) and sets what the AKS webhook sets, ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``
         (default: the daemon app, which trusts ``default/workload``), ``AZURE_FEDERATED_TOKEN_FILE`` and
-        ``AZURE_AUTHORITY_HOST`` (default: this fakests' origin; under ``intercept`` pass Entra's own,
-        ``https://login.microsoftonline.com``). Clears the variables that would make ``EnvironmentCredential``
-        win inside ``DefaultAzureCredential``; restores everything after. Yields the variables set."""
+        ``AZURE_AUTHORITY_HOST`` (default: inside ``intercept``, the first host it answers, so the app keeps
+        Entra's production host; otherwise this fakests' origin). Clears the variables that would make
+        ``EnvironmentCredential`` win inside ``DefaultAzureCredential``; restores everything after. The file is
+        written once (no kubelet refreshes it): ``advance`` the sandbox clock past ``lifetime`` to expire it.
+        Yields the variables set."""
         folder = Path(tempfile.mkdtemp(prefix="fakests-workload-"))
         path = folder / "azure-identity-token"  # AKS mounts it at /var/run/secrets/azure/tokens/azure-identity-token
         path.write_text(token if token is not None else self.service_account_token(
             namespace, service_account, audience=audience, lifetime=lifetime), encoding="utf-8")
         wanted = {"AZURE_TENANT_ID": self.tenant_id, "AZURE_CLIENT_ID": client_id or self.daemon.client_id,
-                  "AZURE_FEDERATED_TOKEN_FILE": str(path), "AZURE_AUTHORITY_HOST": authority_host or self.url}
+                  "AZURE_FEDERATED_TOKEN_FILE": str(path),
+                  "AZURE_AUTHORITY_HOST": authority_host or (f"https://{self._intercepting[0]}" if self._intercepting
+                                                             else self.url)}
         try:
             with _environment(wanted, clear=_ENVIRONMENT_CREDENTIAL):
                 yield wanted

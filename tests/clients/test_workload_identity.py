@@ -59,7 +59,9 @@ def _exchanged(fake_sts: StsSandbox) -> list[int]:
 
 
 def test_workload_identity_credential_from_the_environment_alone(fake_sts: StsSandbox) -> None:
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA) as env:
+    """Inside ``intercept()``, AZURE_AUTHORITY_HOST is Entra's own host: the production configuration."""
+    with fake_sts.intercept(), fake_sts.workload_identity() as env:
+        assert env["AZURE_AUTHORITY_HOST"] == ENTRA
         token = WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
         _verified(fake_sts, token.token, intercepted=True)
     assert env["AZURE_CLIENT_ID"] == fake_sts.daemon.client_id
@@ -71,7 +73,7 @@ def test_workload_identity_credential_from_the_environment_alone(fake_sts: StsSa
 def test_default_azure_credential_picks_workload_identity(fake_sts: StsSandbox) -> None:
     """With the four variables set, DefaultAzureCredential's chain reaches WorkloadIdentityCredential before
     managed identity: no IMDS probe, one token request."""
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA):
+    with fake_sts.intercept(), fake_sts.workload_identity():
         credential = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
                                             exclude_powershell_credential=True)
         token = credential.get_token("api://fakests-api/.default")
@@ -85,7 +87,7 @@ def test_a_user_assigned_identity_as_the_workload_identity(fake_sts: StsSandbox)
     identity, and the token is a managed-identity token (its principal id as ``oid``, its ARM id as
     ``xms_mirid``, its app roles)."""
     identity = fake_sts.user_identity
-    with fake_sts.intercept(), fake_sts.workload_identity(identity.client_id, authority_host=ENTRA):
+    with fake_sts.intercept(), fake_sts.workload_identity(identity.client_id):
         credential = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
                                             exclude_powershell_credential=True)
         token = credential.get_token("api://fakests-api/.default")
@@ -101,7 +103,8 @@ def test_a_user_assigned_identity_as_the_workload_identity(fake_sts: StsSandbox)
 
 def test_workload_identity_credential_over_tls(fake_sts: StsSandbox) -> None:
     """Tenant, client and token file from the environment; fakests' TLS origin and CA given explicitly."""
-    with fake_sts.workload_identity():
+    with fake_sts.workload_identity() as env:
+        assert env["AZURE_AUTHORITY_HOST"] == fake_sts.url
         credential = WorkloadIdentityCredential(**fake_sts.azure_kwargs(inprocess=False))
         token = credential.get_token(f"{GRAPH}/.default")
     _verified(fake_sts, token.token)
@@ -129,7 +132,7 @@ def test_msal_python_with_the_token_file_as_client_assertion(fake_sts: StsSandbo
 ])
 def test_no_matching_federated_credential(fake_sts: StsSandbox, kwargs: dict[str, str], code: str) -> None:
     token = fake_sts.service_account_token(**kwargs)
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA, token=token), \
+    with fake_sts.intercept(), fake_sts.workload_identity(token=token), \
             pytest.raises(ClientAuthenticationError, match=code) as raised:
         WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
     assert "No matching federated identity record found for presented assertion" in str(raised.value)
@@ -138,7 +141,7 @@ def test_no_matching_federated_credential(fake_sts: StsSandbox, kwargs: dict[str
 
 def test_expired_token_file(fake_sts: StsSandbox) -> None:
     """The kubelet refreshes the file; a pod whose file went stale gets AADSTS700024."""
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA, lifetime=600):
+    with fake_sts.intercept(), fake_sts.workload_identity(lifetime=600):
         fake_sts.advance(900)
         with pytest.raises(ClientAuthenticationError, match="AADSTS700024"):
             WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
@@ -158,7 +161,7 @@ def test_msal_python_with_an_unknown_issuer(fake_sts: StsSandbox) -> None:
 def test_a_503_on_token_is_retried(fake_sts: StsSandbox) -> None:
     """azure-core retries a 503 with Retry-After; the same file's token goes again and succeeds."""
     fake_sts.fail("token", aadsts=90033, shape="temporarily_unavailable", retry_after=1, times=1)
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA), fake_sts.virtual_time():
+    with fake_sts.intercept(), fake_sts.workload_identity(), fake_sts.virtual_time():
         token = WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
         _verified(fake_sts, token.token, intercepted=True)
     assert _exchanged(fake_sts) == [503, 200]
@@ -166,7 +169,7 @@ def test_a_503_on_token_is_retried(fake_sts: StsSandbox) -> None:
 
 def test_a_503_that_persists_surfaces(fake_sts: StsSandbox) -> None:
     fake_sts.fail("token", aadsts=90033, shape="temporarily_unavailable", retry_after=0)
-    with fake_sts.intercept(), fake_sts.workload_identity(authority_host=ENTRA), fake_sts.virtual_time(), \
+    with fake_sts.intercept(), fake_sts.workload_identity(), fake_sts.virtual_time(), \
             pytest.raises(ClientAuthenticationError, match="AADSTS90033"):
         WorkloadIdentityCredential().get_token(f"{GRAPH}/.default")
     assert set(_exchanged(fake_sts)) == {503} and len(_exchanged(fake_sts)) > 1
