@@ -82,6 +82,22 @@ def test_default_azure_credential_picks_workload_identity(fake_sts: StsSandbox) 
     assert _exchanged(fake_sts) == [200] and fake_sts.journal.entries("imds") == []
 
 
+def test_async_workload_identity_credential(fake_sts: StsSandbox) -> None:
+    """azure-identity's aio credential goes through aiohttp, which ``intercept()`` answers too."""
+    import asyncio
+
+    from azure.identity.aio import WorkloadIdentityCredential as AsyncWorkloadIdentityCredential
+
+    async def main() -> str:
+        async with AsyncWorkloadIdentityCredential() as credential:
+            return (await credential.get_token(f"{GRAPH}/.default")).token
+
+    with fake_sts.intercept(), fake_sts.workload_identity():
+        token = asyncio.run(main())
+        _verified(fake_sts, token, intercepted=True)
+    assert _exchanged(fake_sts) == [200]
+
+
 def test_a_user_assigned_identity_as_the_workload_identity(fake_sts: StsSandbox) -> None:
     """AKS's own walkthrough federates a user-assigned managed identity, not an app: AZURE_CLIENT_ID names the
     identity, and the token is a managed-identity token (its principal id as ``oid``, its ARM id as
