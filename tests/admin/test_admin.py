@@ -244,6 +244,30 @@ def test_added_app_with_redirect_uris_by_platform(s: requests.Session, sandbox: 
     assert "belongs to one platform" in clash.json()["error_description"]
 
 
+def test_added_app_with_a_federated_credential(s: requests.Session, sandbox: dict[str, Any]) -> None:
+    """An app trusting the fake cluster's ``ci/runner``, registered over the admin API, then used: the token from
+    ``POST .../kubernetes/token`` is its client assertion."""
+    sid = sandbox["sandbox_id"]
+    r = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={"display_name": "runner", "federated_credentials": [
+        {"name": "ci", "issuer": "/kubernetes/ci", "subject": "system:serviceaccount:ci:runner"}]})
+    assert r.status_code == 201, r.text
+    app = r.json()
+    assert app["federated_credentials"] == [{"name": "ci", "issuer": "/kubernetes/ci", "description": "",
+                                             "subject": "system:serviceaccount:ci:runner",
+                                             "audiences": ["api://AzureADTokenExchange"]}]
+    minted = s.post(f"{ADMIN}/sandboxes/{sid}/kubernetes/token",
+                    json={"namespace": "ci", "service_account": "runner", "cluster": "ci"}).json()
+    exchanged = s.post(f"{ORIGIN}/{sandbox['tenant_id']}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": app["client_id"], "client_assertion": minted["token"],
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "scope": "https://graph.microsoft.com/.default"})
+    assert exchanged.status_code == 200, exchanged.text
+    assert claims(exchanged.json()["access_token"])["appid"] == app["client_id"]
+    bad = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={"display_name": "bad", "federated_credentials": [
+        {"name": "x", "issuer": "http://insecure.example", "subject": "s"}]})
+    assert bad.status_code == 400 and "federated_credentials[0].issuer" in bad.json()["error_description"]
+
+
 def test_added_confidential_app_with_role_assignment(s: requests.Session, sandbox: dict[str, Any]) -> None:
     sid = sandbox["sandbox_id"]
     r = s.post(f"{ADMIN}/sandboxes/{sid}/apps",
