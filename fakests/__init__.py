@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConfigError": (".state.errors", "ConfigError"),
     "FakeSTS": (".testing.fakests", "FakeSTS"),
     "FakeStsWarning": (".testing.sandbox", "FakeStsWarning"),
+    "FederatedCredential": (".state.directory", "FederatedCredential"),
     "Journal": (".state.journal", "Journal"),
     "JournalEntry": (".state.journal", "JournalEntry"),
     "ManagedIdentity": (".state.directory", "ManagedIdentity"),
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigError",
     "FakeSTS",
     "FakeStsWarning",
+    "FederatedCredential",
     "Journal",
     "JournalEntry",
     "ManagedIdentity",
@@ -101,7 +103,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from .failures.scenarios import parse as parse_scenario
     from .failures.scripting import ArmedRule
     from .server.app import create_app
-    from .state.directory import App, Certificate, User
+    from .state.directory import App, Certificate, FederatedCredential, User
     from .state.errors import ConfigError
     from .state.journal import Journal, JournalEntry
     from .state.settings import Settings

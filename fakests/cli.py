@@ -35,7 +35,14 @@ from .admin import mint
 from .failures import scenarios
 from .failures.faults import protocol_class
 from .server.app import SETTINGS_ENV, create_app, create_identity_app, identity_config
-from .server.runtime import Runtime, ensure_client_certificate, open_store, seed_shared_store
+from .server.runtime import (
+    CLUSTER_KEYS,
+    Runtime,
+    ensure_client_certificate,
+    load_cluster_keys,
+    open_store,
+    seed_shared_store,
+)
 from .server.uvicorn import Server, configure_logging, run_in_thread, stop_thread
 from .state import defaults as d
 from .state.directory import FIRST_PARTY_APP_IDS, MSA_TENANT_ID, Certificate, Directory
@@ -494,14 +501,63 @@ def _bundle(ca: Path) -> Path:
     return out
 
 
+_WORKLOAD_LIFETIME = 24 * 3600  # no kubelet refreshes the file: a day, then run ``fakests env`` again
+# What would make EnvironmentCredential win over workload identity inside DefaultAzureCredential.
+_WORKLOAD_UNSET = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "AZURE_PASSWORD")
+
+
+def _workload_lines(settings: Settings, directory: Directory, account: str) -> list[str]:
+    """``fakests env --workload-identity``: a service-account token of the fake cluster in a file under the
+    state directory, and the variables the AKS webhook sets, naming the app whose federated credential
+    trusts that service account (the default directory's daemon app trusts ``default/workload``)."""
+    from .state import kubernetes
+
+    namespace, _, service_account = account.partition("/")
+    if not namespace or not service_account or "/" in service_account:
+        raise click.BadParameter(f"expected NAMESPACE/SERVICE_ACCOUNT, got {account!r}",
+                                 param_hint="--workload-identity")
+    authority = origin(settings, settings.port)
+    issuer = kubernetes.issuer_url(authority)
+    sub = kubernetes.subject(namespace, service_account)
+    app = next((a for a in directory.apps.values() for c in a.federated_credentials
+                if c.issuer_matches(issuer) and c.subject == sub), None)
+    if app is None:
+        raise click.ClickException(f"no app has a federated credential for issuer {issuer} and subject {sub!r}; "
+                                   "add one to the config file (apps[].federated_credentials)")
+    now = time.time()
+    token = kubernetes.ClusterIssuer(load_cluster_keys(settings.state_dir)).token(
+        issuer, namespace=namespace, service_account=service_account, now=now, lifetime=_WORKLOAD_LIFETIME)
+    path = settings.state_dir / CLUSTER_KEYS / "tokens" / f"{namespace}.{service_account}.jwt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, token.encode(), private=True)
+    wanted = {"AZURE_TENANT_ID": app.tenant_id, "AZURE_CLIENT_ID": app.client_id,
+              "AZURE_FEDERATED_TOKEN_FILE": str(path), "AZURE_AUTHORITY_HOST": authority}
+    expires = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now + _WORKLOAD_LIFETIME))
+    return [f"# fakests workload identity: service account {namespace}/{service_account} of the fake cluster "
+            f"{issuer}, as app {app.display_name!r}", f"# the token expires {expires}: run this again for a fresh one",
+            f"unset {' '.join(_WORKLOAD_UNSET)}", *(f"export {k}={shlex.quote(v)}" for k, v in wanted.items())]
+
+
 @cli.command()
-@settings_options(["state_dir", "config", "host", "public_url", "identity_port"])
+@settings_options(["state_dir", "config", "host", "port", "public_url", "identity_port"])
 @click.option("--managed-identity", "source", type=click.Choice(mi.IDENTITY_ENDPOINTS),
               help="Print instead the variables that make clients on this machine take their managed-identity "
                    "tokens from fakests' SOURCE endpoint (the default sandbox's identities).")
+@click.option("--workload-identity", "account", is_flag=False, flag_value="default/workload", default=None,
+              metavar="[NAMESPACE/SERVICE_ACCOUNT]",
+              help="Print instead the variables of a pod with Azure workload identity: a service-account token of "
+                   "fakests' fake Kubernetes cluster (default default/workload) in a file, AZURE_TENANT_ID, "
+                   "AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.")
 @click.pass_context
-def env(ctx: click.Context, source: str | None, **values: Any) -> None:
+def env(ctx: click.Context, source: str | None, account: str | None, **values: Any) -> None:
     """Print shell lines that make clients trust the CA: eval "$(fakests env)"."""
+    if account is not None:
+        try:
+            settings, directory = resolve_settings(given_flags(ctx, values))
+        except ConfigError as exc:
+            raise ConfigFailure(str(exc)) from None
+        click.echo("\n".join(_workload_lines(settings, directory or d.default_directory(), account)))
+        return
     if source is not None:
         try:
             settings, directory = resolve_settings(given_flags(ctx, values))

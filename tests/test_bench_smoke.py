@@ -81,3 +81,11 @@ def test_whole_script_in_miniature(bench: tuple[ModuleType, ModuleType], capsys:
     assert ("n/a (no --workers)" in text) != tp.fakests_supports_workers()
     # Each 2-worker run says how the two processes shared it (a run one worker served alone is done again).
     assert re.search(r"floor x2: busiest worker's share of the CPU per run [01]\.\d\d; \d+ runs done again", text)
+
+
+def test_the_federated_bench_prints_both_rows() -> None:
+    """bench/federated.py runs end to end (no timing asserted)."""
+    done = subprocess.run([sys.executable, str(BENCH / "federated.py"), "--requests", "10"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["secret", "federated"]

@@ -72,3 +72,31 @@ def test_identity_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> No
                               timeout=60, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"identity_port: cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+WORKLOAD_SNIPPET = """
+from azure.identity import WorkloadIdentityCredential
+print(WorkloadIdentityCredential(disable_instance_discovery=True).get_token("https://graph.microsoft.com/.default").token)
+"""
+
+
+def test_env_workload_identity_prints_a_pods_variables(tmp_path: Path) -> None:
+    """``fakests env --workload-identity``: a token file of the fake cluster and the four variables, which
+    azure-identity's WorkloadIdentityCredential takes as printed (the CA from ``fakests env``)."""
+    with serve(["--port", "0", "--identity-port", "-1", "--state-dir", str(tmp_path), "--no-log-requests"],
+               _clean()) as server:
+        port = server.url.rsplit(":", 1)[1]
+        printed = subprocess.run([sys.executable, "-m", "fakests", "env", "--workload-identity", "--port", port,
+                                  "--state-dir", str(tmp_path)],
+                                 env=_clean(), capture_output=True, text=True, timeout=60, check=True).stdout
+        assert f"export AZURE_AUTHORITY_HOST={server.url}\n" in printed and "unset AZURE_CLIENT_SECRET" in printed
+        assert f"export AZURE_CLIENT_ID={d.DAEMON_ID}\n" in printed
+        ca = tmp_path / "tls" / "ca.pem"
+        shell = subprocess.run(["bash", "-c", f"{printed}\nexec {sys.executable} -c '{WORKLOAD_SNIPPET}'"],
+                               env={**_clean(), "AZURE_CLIENT_SECRET": "would-win", "REQUESTS_CA_BUNDLE": str(ca)},
+                               capture_output=True, text=True, timeout=120, check=False)
+        assert shell.returncode == 0, shell.stderr
+        session = requests.Session()
+        session.verify, session.trust_env = str(ca), False
+        claims = verify(shell.stdout.strip(), session, f"{server.url}/{d.TENANT_ID}", "https://graph.microsoft.com")
+        assert claims["appid"] == d.DAEMON_ID and claims["appidacr"] == "2"

@@ -23,8 +23,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from ..state import kubernetes
 from ..state.config import DirectoryReader
-from ..state.directory import MSA_TENANT_ID, SPECIAL_TENANTS, App, Certificate, Directory, ManagedIdentity, User
+from ..state.directory import (
+    MSA_TENANT_ID,
+    SPECIAL_TENANTS,
+    WORKLOAD_AUDIENCE,
+    App,
+    Certificate,
+    Directory,
+    ManagedIdentity,
+    User,
+)
 from ..state.errors import ConfigError
 from ..state.sandbox import DEFAULT_SANDBOX, Sandbox, SandboxLimit
 from ..sts.context import origin_of
@@ -60,6 +70,7 @@ def app_json(app: App) -> dict[str, Any]:
         "public_client": app.public_client,
         "sign_in_audience": app.sign_in_audience, "identifier_uris": app.identifier_uris, "scopes": app.scopes,
         "app_roles": app.app_roles, "access_token_version": app.access_token_version, "enabled": app.enabled,
+        "federated_credentials": [dataclasses.asdict(c) for c in app.federated_credentials],
     }
 
 
@@ -378,6 +389,31 @@ async def clock_advance(request: Request) -> Response:
                                                      "outside 1970-01-01..9999-12-31")
         sb.advance(float(body["advance"]))
     return JSONResponse({"clock_offset": sb.clock_offset, "now": sb.now()})
+
+
+async def service_account_token(request: Request) -> Response:
+    """``POST /sandboxes/{id}/kubernetes/token`` ``{namespace, service_account, audience, lifetime, cluster}``
+    (all optional): a service-account token of fakests' fake Kubernetes cluster, issued now on the sandbox clock,
+    for a pod's ``AZURE_FEDERATED_TOKEN_FILE`` (``RemoteSandbox.workload_identity``)."""
+    sb = sandbox_of(request)
+    body = checked_fields(await read_body(request), {"namespace": str, "service_account": str, "audience": str,
+                                                     "lifetime": float, "cluster": str})
+    lifetime = float(body.get("lifetime", kubernetes.TOKEN_LIFETIME))
+    if not 0 < lifetime <= 365 * 86400:
+        raise AdminError(400, "invalid_request", f"lifetime: must be 1 second to a year, got {lifetime}")
+    try:
+        issuer = kubernetes.issuer_url(origin_of(request, host_of(request).settings.public_url),
+                                       body.get("cluster", kubernetes.DEFAULT_CLUSTER))
+    except ValueError as exc:
+        raise AdminError(400, "invalid_request", f"cluster: {exc}") from None
+    names = {k: body.get(k, default) for k, default in (("namespace", kubernetes.DEFAULT_NAMESPACE),
+                                                        ("service_account", kubernetes.DEFAULT_SERVICE_ACCOUNT))}
+    if not all(names.values()):
+        raise AdminError(400, "invalid_request", "namespace and service_account must not be empty")
+    token = sandboxes_of(request).clusters.token(issuer, **names, audiences=[body.get("audience", WORKLOAD_AUDIENCE)],
+                                            now=sb.now(), lifetime=lifetime)
+    return JSONResponse({"token": token, "issuer": issuer,
+                         "subject": kubernetes.subject(names["namespace"], names["service_account"])})
 
 
 async def keys_rotate(request: Request) -> Response:

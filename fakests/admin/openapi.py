@@ -13,7 +13,7 @@ import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from ..failures import scenarios
-from ..state.directory import App, ManagedIdentity, Tenant, User
+from ..state.directory import App, FederatedCredential, ManagedIdentity, Tenant, User
 from ..state.journal import JournalEntry
 from ..sts.identity import IDENTITY_ENDPOINTS
 from . import mint
@@ -79,7 +79,15 @@ _STR, _NUM, _INT, _BOOL = {"type": "string"}, {"type": "number"}, {"type": "inte
 _STRS = {"type": "array", "items": _STR}
 
 
+def _federated() -> dict[str, Any]:
+    return {"type": "array", "items": _dataclass_schema(
+        FederatedCredential, description="A federated identity credential: issuer (an https URL, or "
+                                         "/kubernetes/{cluster} on fakests), subject, audiences (one)."),
+            "description": "External tokens accepted as the client assertion (workload identity federation)."}
+
+
 def _schemas() -> dict[str, Any]:
+    federated = _federated()
     scenario = copy.deepcopy(scenarios.SCHEMA)
     secret = {"oneOf": [_STR, _object({"value": _STR, "expires_at": {"oneOf": [_NUM, _STR, {"type": "null"}]},
                                        "hint": _STR}, ("value",))],
@@ -88,6 +96,7 @@ def _schemas() -> dict[str, Any]:
         "secrets": {"type": "array", "items": secret},
         "certificates": {"type": "array", "items": _STR,
                          "description": "PEM certificates, or 'default' for the default client certificate."},
+        "federated_credentials": federated,
     }, description="An app registration; client_id defaults to a new GUID, tenant_id to the home tenant.")
     app = _object({**{k: v for k, v in app_request["properties"].items() if k not in ("secrets", "certificates")},
                    "secrets": {"type": "array", "items": _object(
@@ -138,7 +147,8 @@ def _schemas() -> dict[str, Any]:
         "Directory": _object({
             "tenants": {"type": "array", "items": _dataclass_schema(Tenant)},
             "apps": {"type": "array", "items": _ref("App")}, "users": {"type": "array", "items": _ref("User")},
-            "managed_identities": {"type": "array", "items": _dataclass_schema(ManagedIdentity)},
+            "managed_identities": {"type": "array", "items": _dataclass_schema(
+                ManagedIdentity, overrides={"federated_credentials": federated})},
             "hosted_on": {**_STR, "description": "ARM id of the resource the managed-identity endpoints run on."},
             "consents": {"type": "array", "items": grant},
             "user_consents": {"type": "array", "items": _object({"oid": _STR, **grant["properties"]})},
@@ -339,6 +349,18 @@ def _paths() -> dict[str, Any]:
             "200": _json(_ref("Clock"), "The clock."), "400": _BAD, "404": _NO_SANDBOX},
             body={"required": True, "content": {_JSON: {"schema": _object(
                 {"advance": {**_NUM, "description": "Seconds; negative goes back."}}, ("advance",))}}})},
+        f"{sb}/kubernetes/token": {"parameters": [_SANDBOX_PARAM], "post": _op(
+            "mintServiceAccountToken", "A service-account token of fakests' fake Kubernetes cluster (workload "
+            "identity), issued now on the sandbox clock.", {
+                "200": _json(_object({"token": _STR, "issuer": _STR, "subject": _STR}), "The token."),
+                "400": _BAD, "404": _NO_SANDBOX},
+            body={"required": False, "content": {_JSON: {"schema": _object({
+                "namespace": {**_STR, "description": "Default: default."},
+                "service_account": {**_STR, "description": "Default: workload."},
+                "audience": {**_STR, "description": "Default: api://AzureADTokenExchange."},
+                "lifetime": {**_NUM, "description": "Seconds; default 3600."},
+                "cluster": {**_STR, "description": "The issuer is {origin}/kubernetes/{cluster}; default fakests."},
+            })}}}, tag="keys")},
         f"{sb}/keys/rotate": {"parameters": [_SANDBOX_PARAM], "post": _op(
             "rotateSandboxKeys", "Rotate this sandbox's signing keys only (the old key stays published for the "
             "grace period).", {"200": _json(_ref("KeysRotated"), "The new key."), "400": _BAD, "404": _NO_SANDBOX},

@@ -26,6 +26,7 @@ from .api import (
     sandbox_list,
     sandbox_update,
     server_keys_rotate,
+    service_account_token,
     user_create,
     user_update,
 )
@@ -54,6 +55,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{sb}/journal", admin_endpoint(journal_clear), methods=["DELETE"]),
         Route(f"{sb}/clock", admin_endpoint(clock_advance), methods=["POST"]),
         Route(f"{sb}/keys/rotate", admin_endpoint(keys_rotate), methods=["POST"]),
+        Route(f"{sb}/kubernetes/token", admin_endpoint(service_account_token), methods=["POST"]),
         Route("/keys/rotate", admin_endpoint(server_keys_rotate), methods=["POST"]),
         *admin_scenarios.routes(),
         Route("/dashboard", admin_endpoint(dashboard.page, public=True), methods=["GET"]),

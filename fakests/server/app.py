@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..admin import routes as admin
 from ..failures.faults import protocol_class
 from ..state.settings import Settings
-from ..sts import endpoints, identity, signin
+from ..sts import cluster, endpoints, identity, signin
 from ..sts.context import origin_of
 from ..sts.context import sts_endpoint as sts
 from ..sts.errors import StsError, internal_error, render_json
@@ -55,6 +55,9 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
         Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
+        # The fake Kubernetes cluster's issuer (workload identity; sts/cluster.py), not Entra's.
+        Route("/kubernetes/{cluster}/.well-known/openid-configuration", cluster.discovery, methods=GET),
+        Route("/kubernetes/{cluster}/openid/v1/jwks", cluster.jwks, methods=GET),
     ]
 
 

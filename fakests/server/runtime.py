@@ -79,6 +79,7 @@ class Runtime:
                     raise ConfigError(str(settings.signing_key), "", f"signing_key: not an RSA key and its "
                                                                      f"certificate in one PEM ({exc})") from None
                 client_pem = ensure_client_certificate(state / "client" / "client-cert.pem")
+                cluster_keys = KeySet.load_or_create(state / CLUSTER_KEYS)
                 tls = ensure_tls(state / "tls", settings.tls_names) if settings.tls else None
             cert = Certificate(client_pem.read_text())
         if tls is not None and settings.export_ca is not None:
@@ -95,7 +96,8 @@ class Runtime:
 
             directory = default_directory(cert)
         seeding = store is not None and seeded is None  # the first replica on an empty remote store
-        sandboxes = Sandboxes(settings, keys, directory, None if seeding else store, engine_factory=Engine)
+        sandboxes = Sandboxes(settings, keys, directory, None if seeding else store, engine_factory=Engine,
+                              cluster_keys=cluster_keys)
         if settings.scenarios and seeded is None:
             from ..failures import scenarios  # strict: a bad file stops start-up with file, key and reason
 
@@ -107,7 +109,8 @@ class Runtime:
             default = sandboxes.default
             store.seed_sandbox(DEFAULT_SANDBOX, default.definition(server_keys=default.keys is keys))
             # Ours, or the one another replica seeded a moment before: the store's, either way.
-            sandboxes = Sandboxes(settings, keys, sandboxes.template, store, engine_factory=Engine)
+            sandboxes = Sandboxes(settings, keys, sandboxes.template, store, engine_factory=Engine,
+                                  cluster_keys=cluster_keys)
         runtime = cls(settings, keys, sandboxes, client_pem, tls)
         if store is not None and store.remote:
             runtime.watch_store(store)
@@ -161,6 +164,8 @@ def open_store(settings: Settings) -> Store | None:
 # signs verifies against another's JWKS), the CA (each replica's server certificate, made for its own
 # names, chains to one CA) and the default client certificate (registered in the shared directory).
 _CLIENT, _SIGNING, _TLS_CA = "state:client", "state:signing", "state:tls-ca"
+_CLUSTER = "state:kubernetes"  # the fake Kubernetes issuer's key: a token one replica mints, another accepts
+CLUSTER_KEYS = "kubernetes"  # in the state directory, as ``signing``: key-*.pem
 
 
 def _groups(settings: Settings) -> dict[str, tuple[Path, list[str]]]:
@@ -171,6 +176,7 @@ def _groups(settings: Settings) -> dict[str, tuple[Path, list[str]]]:
         groups[_SIGNING] = (state / "signing", sorted(p.name for p in (state / "signing").glob("key-*.pem")))
     if settings.tls:
         groups[_TLS_CA] = (state / "tls", ["ca.pem", "ca-key.pem"])
+    groups[_CLUSTER] = (state / CLUSTER_KEYS, sorted(p.name for p in (state / CLUSTER_KEYS).glob("key-*.pem")))
     return groups
 
 
@@ -190,6 +196,7 @@ def share_state(store: Store, settings: Settings) -> set[str]:
         KeySet.load_or_create(state / "signing")  # makes key-0001.pem on first start
     if settings.tls:
         ensure_tls(state / "tls", settings.tls_names)
+    KeySet.load_or_create(state / CLUSTER_KEYS)
     adopted = set()
     for name, (folder, files) in _groups(settings).items():
         ours = {f: (folder / f).read_bytes() for f in files}
@@ -197,7 +204,7 @@ def share_state(store: Store, settings: Settings) -> set[str]:
         if theirs == ours:
             continue
         adopted.add(name)
-        if name == _SIGNING:
+        if name in (_SIGNING, _CLUSTER):
             for old in folder.glob("key-*.pem"):
                 if old.name not in theirs:
                     old.unlink()
@@ -208,6 +215,15 @@ def share_state(store: Store, settings: Settings) -> set[str]:
     return adopted
 
 
+
+
+def load_cluster_keys(state: Path) -> KeySet:
+    """The fake Kubernetes issuer's keys in the state directory ``state`` (made on first use), read under the
+    state directory's lock, so a server starting meanwhile ends up with the same key (``fakests env``)."""
+    with state_directory(state):
+        state.mkdir(parents=True, exist_ok=True)
+        with _locked(state):
+            return KeySet.load_or_create(state / CLUSTER_KEYS)
 
 
 def seed_shared_store(runtime: Runtime) -> Path:

@@ -31,6 +31,7 @@ from .directory import (
     App,
     Certificate,
     Directory,
+    FederatedCredential,
     ManagedIdentity,
     Secret,
     Tenant,
@@ -163,7 +164,7 @@ class DirectoryReader:
         return Tenant(**values)
 
     def app(self, raw: Any, key: str) -> App:
-        values = self.mapping(raw, key, App, special=("secrets", "certificates"))
+        values = self.mapping(raw, key, App, special=("secrets", "certificates", "federated_credentials"))
         self.nonempty(values, key, "display_name")
         if values["client_id"] in self.directory.apps:
             self.fail(_join(key, "client_id"), f"duplicate client_id {values['client_id']!r}")
@@ -177,7 +178,34 @@ class DirectoryReader:
         keys = [_join(_join(key, "certificates"), i) for i in range(len(certs))]
         values["certificates"] = [self.certificate(self.value(str, c, k), k) for c, k in zip(certs, keys, strict=True)]
         self.redirect_platforms(values, key)
+        values["federated_credentials"] = self.federated_credentials(values.get("federated_credentials", []),
+                                                                     _join(key, "federated_credentials"))
         return App(**values)
+
+    def federated_credentials(self, raw: Any, key: str) -> list[FederatedCredential]:
+        """``[{name, issuer, subject, audiences?, description?}]``: Graph's rules (learn.microsoft.com/graph/api/
+        resources/federatedidentitycredential): at most 20 per app, names unique, exactly one audience; the
+        issuer an https URL, or a ``/path`` on fakests itself (``/kubernetes/{cluster}``)."""
+        if not isinstance(raw, list):
+            self.fail(key, f"must be a list, got {_kind(raw)}")
+        if len(raw) > 20:
+            self.fail(key, f"an app has at most 20 federated identity credentials, got {len(raw)}")
+        out: list[FederatedCredential] = []
+        for i, item in enumerate(raw):
+            k = _join(key, i)
+            values = self.mapping(item, k, FederatedCredential)
+            self.nonempty(values, k, "name", "issuer", "subject")
+            if any(c.name == values["name"] for c in out):
+                self.fail(_join(k, "name"), f"duplicate name {values['name']!r}")
+            issuer = values["issuer"]
+            if not (issuer.startswith("/") or (issuer.lower().startswith("https://") and uri_origin(issuer))):
+                self.fail(_join(k, "issuer"), f"must be an https URL, or a path on fakests such as "
+                                              f"/kubernetes/fakests; got {issuer!r}")
+            audiences = values.get("audiences")
+            if audiences is not None and (len(audiences) != 1 or not audiences[0].strip()):
+                self.fail(_join(k, "audiences"), "must hold exactly one audience (usually api://AzureADTokenExchange)")
+            out.append(FederatedCredential(**values))
+        return out
 
     def redirect_platforms(self, values: Mapping[str, Any], key: str) -> None:
         """Each redirect URI is on one platform (the platform decides how its codes may be redeemed),
@@ -241,7 +269,13 @@ class DirectoryReader:
     def identity(self, raw: Any, key: str) -> ManagedIdentity:
         """A managed identity: ``client_id``, ``object_id`` (principal id), ``resource_id`` (an ARM id: the
         Azure resource's for ``kind: system``, the identity's own for ``kind: user``), ``tenant_id``."""
-        values = self.mapping(raw, key, ManagedIdentity)
+        values = self.mapping(raw, key, ManagedIdentity, special=("federated_credentials",))
+        if "federated_credentials" in values:
+            values["federated_credentials"] = self.federated_credentials(values["federated_credentials"],
+                                                                         _join(key, "federated_credentials"))
+            if values["federated_credentials"] and values.get("kind", "system") != "user":
+                self.fail(_join(key, "federated_credentials"), "only user-assigned identities (kind: user) have "
+                                                               "federated identity credentials, as in Azure")
         if values["client_id"] in self.directory.identities or values["client_id"] in self.directory.apps:
             self.fail(_join(key, "client_id"), f"duplicate client_id {values['client_id']!r}")
         if any(i.object_id == values["object_id"] for i in self.directory.identities.values()):

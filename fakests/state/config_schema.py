@@ -11,7 +11,7 @@ import types
 from dataclasses import MISSING, fields
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .directory import App, ManagedIdentity, Tenant, User
+from .directory import App, FederatedCredential, ManagedIdentity, Tenant, User
 from .settings import Settings
 
 _SIMPLE: dict[Any, dict[str, Any]] = {str: {"type": "string"}, bool: {"type": "boolean"},
@@ -62,6 +62,10 @@ _APP_SPECIAL = {
     "secrets": {"type": "array", "items": _SECRET, "description": "Secret values, optionally with expiry."},
     "certificates": {"type": "array", "items": {"type": "string"},
                      "description": "PEM files (relative to the config file) or 'default'."},
+    "federated_credentials": {"type": "array", "maxItems": 20, "items": _object(FederatedCredential, {
+        "audiences": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string", "minLength": 1}},
+        "issuer": {"type": "string", "minLength": 1,
+                   "description": "An https URL, or a path on fakests itself: /kubernetes/{cluster}."}})},
 }
 _GRANT = {"type": "object", "additionalProperties": False, "required": ["client_id", "resource", "scopes"],
           "properties": {"client_id": {"type": "string"}, "resource": {"type": "string"},
@@ -82,7 +86,8 @@ SCHEMA: dict[str, Any] = {
         "tenants": {"type": "array", "items": _object(Tenant)},
         "apps": {"type": "array", "items": _object(App, _APP_SPECIAL)},
         "users": {"type": "array", "items": _object(User)},
-        "managed_identities": {"type": "array", "items": _object(ManagedIdentity)},
+        "managed_identities": {"type": "array", "items": _object(
+            ManagedIdentity, {"federated_credentials": dict(_APP_SPECIAL["federated_credentials"])})},
         "consents": {"type": "array", "items": _GRANT},
         "role_assignments": {"type": "array", "items": _ROLES},
     },

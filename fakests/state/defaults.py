@@ -11,6 +11,7 @@ from .directory import (
     App,
     Certificate,
     Directory,
+    FederatedCredential,
     ManagedIdentity,
     Secret,
     Tenant,
@@ -39,6 +40,14 @@ API_SECRET = "api-secret-value"
 PASSWORD = "P@ssw0rd-fakests"
 
 API_URI = "api://fakests-api"
+
+# Workload identity: the daemon app trusts the fake cluster's service account ``default/workload``
+# (``state/kubernetes.py``: the issuer fakests publishes at /kubernetes/fakests on whatever origin it serves).
+WORKLOAD_NAMESPACE = "default"
+WORKLOAD_SERVICE_ACCOUNT = "workload"
+WORKLOAD_CREDENTIAL = FederatedCredential(
+    "fakests-cluster", "/kubernetes/fakests", f"system:serviceaccount:{WORKLOAD_NAMESPACE}:{WORKLOAD_SERVICE_ACCOUNT}",
+    description="The fake Kubernetes cluster's service account default/workload.")
 
 # Managed identities: the VM the managed-identity endpoints run on (its system-assigned identity) and one
 # user-assigned identity, under a subscription and resource group of their own.
@@ -71,7 +80,8 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
         d.add_app(resource)
     d.add_app(App(
         DAEMON_ID, "fakests daemon", TENANT_ID, secrets=[Secret(DAEMON_SECRET, hint="dae")],
-        certificates=list(certs), object_id="fa7e0000-0000-4000-8000-00000000d001",
+        certificates=list(certs), federated_credentials=[WORKLOAD_CREDENTIAL],
+        object_id="fa7e0000-0000-4000-8000-00000000d001",
     ))
     d.add_app(App(
         WEB_ID, "fakests web app", TENANT_ID, secrets=[Secret(WEB_SECRET, hint="web")],
@@ -128,7 +138,7 @@ def default_directory(client_certificate: Certificate | None = None) -> Director
 
     d.add_identity(ManagedIdentity(SYSTEM_IDENTITY_CLIENT_ID, SYSTEM_IDENTITY_OBJECT_ID, VM_RESOURCE_ID, TENANT_ID))
     d.add_identity(ManagedIdentity(USER_IDENTITY_CLIENT_ID, USER_IDENTITY_OBJECT_ID, USER_IDENTITY_RESOURCE_ID,
-                                   TENANT_ID, kind="user"))
+                                   TENANT_ID, kind="user", federated_credentials=[WORKLOAD_CREDENTIAL]))
     d.hosted_on = VM_RESOURCE_ID
     d.assign_roles(SYSTEM_IDENTITY_CLIENT_ID, API_ID, ["Data.Read"])
     d.assign_roles(USER_IDENTITY_CLIENT_ID, API_ID, ["Data.Read", "Data.Write"])

@@ -105,6 +105,38 @@ class Certificate:
         return self._cert.not_valid_after_utc.timestamp()
 
 
+WORKLOAD_AUDIENCE = "api://AzureADTokenExchange"
+"""The audience Entra expects in external tokens it exchanges (Graph ``federatedIdentityCredential.audiences``)."""
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """A federated identity credential (Graph's ``federatedIdentityCredential``): Entra accepts, as this app's
+    ``client_assertion``, a token whose ``iss`` is ``issuer``, ``sub`` is ``subject`` and ``aud`` is one of
+    ``audiences``, matched case-sensitively (learn.microsoft.com/graph/api/resources/federatedidentitycredential;
+    entra reference-breaking-changes, "Federated identity credentials now use case-sensitive matching").
+
+    An ``issuer`` that starts with ``/`` is a path on fakests itself (``/kubernetes/{cluster}``: the fake
+    Kubernetes issuer, ``state/kubernetes.py``), whatever origin fakests is reached on, so that the default
+    directory and config files need not know the port fakests will listen on."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str] = field(default_factory=lambda: [WORKLOAD_AUDIENCE])
+    description: str = ""
+
+    def issuer_matches(self, iss: str) -> bool:
+        """Whether a token's ``iss`` is this credential's issuer (exactly; a ``/path`` issuer on any origin)."""
+        if not self.issuer.startswith("/"):
+            return iss == self.issuer
+        try:
+            parts = urlsplit(iss)
+        except ValueError:
+            return False
+        return parts.scheme == "https" and bool(parts.netloc) and parts.path == self.issuer and not parts.query
+
+
 @dataclass
 class App:
     """An app registration together with its service principal in the home tenant."""
@@ -133,6 +165,9 @@ class App:
     app_roles: list[str] = field(default_factory=list)  # application permissions it exposes
     access_token_version: int = 2
     enabled: bool = True
+    federated_credentials: list[FederatedCredential] = field(default_factory=list, metadata={
+        "help": "Federated identity credentials: external tokens (Kubernetes service accounts, GitHub Actions) "
+                "this app accepts as its client assertion."})
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the service principal's oid
 
     @property
@@ -199,7 +234,9 @@ class ManagedIdentity:
     resource's ARM id) or ``user``-assigned (its own ARM resource, ``.../userAssignedIdentities/NAME``).
 
     ``client_id`` is the ``appid``/``azp`` of its tokens, ``object_id`` (the principal id) their ``oid`` and
-    ``sub``, ``resource_id`` their ``xms_mirid``: what Entra puts in managed-identity tokens.
+    ``sub``, ``resource_id`` their ``xms_mirid``: what Entra puts in managed-identity tokens. A user-assigned
+    identity may also trust external tokens (``federated_credentials``: workload identity on AKS, whose docs
+    federate a user-assigned identity), exchanged at ``/token`` with the identity's client id.
     """
 
     client_id: str
@@ -208,6 +245,9 @@ class ManagedIdentity:
     tenant_id: str
     kind: IdentityKind = "system"
     display_name: str = ""
+    federated_credentials: list[FederatedCredential] = field(default_factory=list, metadata={
+        "help": "Federated identity credentials (user-assigned identities only, as in Azure): external tokens, "
+                "such as a Kubernetes service account's, this identity accepts as its client assertion."})
 
 
 def uri_origin(uri: str) -> str | None:
@@ -354,7 +394,7 @@ class Directory:
                                 redirect_uris=list(a.redirect_uris), web_redirect_uris=list(a.web_redirect_uris),
                                 spa_redirect_uris=list(a.spa_redirect_uris),
                                 public_client_redirect_uris=list(a.public_client_redirect_uris),
-                                object_id=str(uuid.uuid4())))
+                                federated_credentials=list(a.federated_credentials), object_id=str(uuid.uuid4())))
         for u in self.users.values():
             out.add_user(replace(u, tenant_id=m(u.tenant_id)))
         out.consents = {(m(c), m(r)): set(s) for (c, r), s in self.consents.items()}
@@ -362,7 +402,7 @@ class Directory:
         out.role_assignments = {(m(p), m(r)): set(s) for (p, r), s in self.role_assignments.items()}
         for i in self.identities.values():  # same ARM ids (a sandbox's own Azure), fresh principal
             out.add_identity(replace(i, client_id=m(i.client_id), tenant_id=m(i.tenant_id),
-                                     object_id=str(uuid.uuid4())))
+                                     object_id=str(uuid.uuid4()), federated_credentials=list(i.federated_credentials)))
         out.hosted_on = self.hosted_on
         return out, ids
 

@@ -31,6 +31,7 @@ from .directory import MSA_TENANT_ID, SPECIAL_TENANTS, Directory, Tenant
 from .errors import StoreUnavailable
 from .journal import Journal
 from .keys import KeySet, SigningKey, load_pem
+from .kubernetes import ClusterIssuer
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -352,8 +353,11 @@ class Sandboxes:
     back (``Sandbox.persist``)."""
 
     def __init__(self, settings: Settings, keys: KeySet, template: Directory, store: Store | None = None, *,
-                 engine_factory: Callable[[Sandbox], RuleEngine] | None = None) -> None:
+                 engine_factory: Callable[[Sandbox], RuleEngine] | None = None,
+                 cluster_keys: KeySet | None = None) -> None:
         self.settings = settings
+        # The fake Kubernetes clusters' issuer (workload identity): one key for the server, like ``keys``.
+        self.clusters = ClusterIssuer(cluster_keys)
         self.engine_factory = engine_factory  # every sandbox's engine (failures.engine.Engine in a server)
         self.keys = keys
         self.template = template

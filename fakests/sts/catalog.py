@@ -112,6 +112,35 @@ _ENTRIES: tuple[Aadsts, ...] = (
        "Client assertion application identifier doesn't match 'client_id' parameter. Review the "
        "documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials.",
        evidence="inferred"),
+    # --- workload identity federation: an external token as the client assertion ------------------------
+    # Checked against the app's federated identity credentials: issuer, then subject, then audience.
+    _e(700211, "NoMatchingFederatedIdentityRecordIssuer", "invalid_client", 401,
+       "No matching federated identity record found for presented assertion issuer '{issuer}'. Please check "
+       "your federated identity credential Subject, Audience and Issuer against the presented assertion. "
+       "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation",
+       evidence="recorded"),  # Azure/azure-workload-identity#1200 (2024-03)
+    _e(700213, "NoMatchingFederatedIdentityRecordSubject", "invalid_client", 401,
+       "No matching federated identity record found for presented assertion subject '{subject}'. Check your "
+       "federated identity credential Subject, Audience and Issuer against the presented assertion. "
+       "https://learn.microsoft.com/entra/workload-id/workload-identity-federation",
+       evidence="recorded"),  # Azure/azure-workload-identity#1200 (2025-04); Azure/login#482
+    _e(700212, "NoMatchingFederatedIdentityRecordAudience", "invalid_client", 401,
+       "No matching federated identity record found for presented assertion audience '{audience}'. Please check "
+       "your federated identity credential Subject, Audience and Issuer against the presented assertion. "
+       "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation",
+       evidence="recorded"),  # an Entra answer quoted in a public Java test (AzureAccessTokenProviderTest)
+    _e(70021, "NoMatchingFederatedIdentityRecord", "invalid_request", 400,
+       "No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. "
+       "Assertion Subject: '{subject}'. Assertion Audience: '{audience}'. "
+       "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation",
+       evidence="recorded"),  # Azure/azure-workload-identity#616 (2022): the older, single code; scripted only
+    _e(7000272, "FederatedCredentialSigningKeyNotFound", "invalid_client", 401,
+       "The certificate with identifier {kid} used to sign the federated credential could not be found in the "
+       "metadata of identity provider {issuer}. Please validate that your Identity Provider's metadata exposes "
+       "the key used to sign the incoming token.", evidence="recorded"),  # Azure/azure-workload-identity#1232
+    _e(501661, "ExternalOidcEndpointFailed", "invalid_client", 401,
+       "Request to External OIDC endpoint failed.",
+       evidence="inferred"),  # the message: GitLab's Azure OIDC docs; error value and status inferred
     _e(700054, "ResponseTypeNotEnabled", "unsupported_response_type", 400,
        "response_type '{response_type}' is not enabled for the application."),
     _e(700022, "InvalidMultipleResourcesScope", "invalid_scope", 400,

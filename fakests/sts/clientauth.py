@@ -4,6 +4,10 @@ Entra's rules (entra-wire.md §2.1, §2.2, §11): a secret in the body or in HTT
 ``client_assertion`` JWT signed by a registered certificate, found by ``x5t`` (SHA-1) or ``x5t#S256``,
 padded or not, RS256 or PS256, float ``exp``/``iat``, ``nbf`` optional, a few seconds of leeway
 (msal-node rounds ``iat``); ``aud`` the tenant's token endpoint; ``iss`` == ``sub`` == client_id.
+
+An assertion whose ``iss`` and ``sub`` are both something other than the client is an external token
+(workload identity federation: a Kubernetes service-account token, a GitHub Actions token): it is checked
+against the app's federated identity credentials (``verify_federated``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from urllib.parse import unquote, urlparse
 
 import jwt
 
-from ..state.directory import App, Certificate
+from ..state import kubernetes
+from ..state.directory import App, Certificate, FederatedCredential, ManagedIdentity
 from .context import StsRequest
 from .errors import StsError
 
@@ -27,14 +32,15 @@ _TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/(?:v2\.0/)?token/?$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ClientAuth:
-    """Who the client is and how it proved it (``azpacr``: 0 public, 1 secret, 2 certificate)."""
+    """Who the client is and how it proved it (``azpacr``: 0 public, 1 secret, 2 certificate or federated
+    assertion: "2: a client certificate (or private key JWT) was used", which a federated assertion is)."""
 
     app: App
-    method: Literal["none", "secret", "certificate"]
+    method: Literal["none", "secret", "certificate", "federated"]
 
     @property
     def azpacr(self) -> str:
-        return {"none": "0", "secret": "1", "certificate": "2"}[self.method]
+        return {"none": "0", "secret": "1", "certificate": "2", "federated": "2"}[self.method]
 
 
 def _basic(ctx: StsRequest) -> tuple[str, str] | None:
@@ -99,6 +105,9 @@ def authenticate(ctx: StsRequest, *, confidential_only: bool = False, spa: bool 
     if assertion:
         if ctx.get("client_assertion_type") != ASSERTION_TYPE:
             raise StsError(900144, parameter="client_assertion_type")
+        if _federated(assertion, app.client_id):
+            verify_federated(ctx, app.federated_credentials, assertion)
+            return ClientAuth(app, "federated")
         _verify_assertion(ctx, app, assertion)
         return ClientAuth(app, "certificate")
     if secret:
@@ -146,6 +155,73 @@ def _verify_assertion(ctx: StsRequest, app: App, assertion: str) -> None:
         raise StsError(700021)
     if not _audience_ok(ctx, str(claims.get("aud") or "")):
         raise StsError(700023, aud=claims.get("aud"))
+
+
+def _federated(assertion: str, client_id: str) -> bool:
+    """Whether an assertion is an external token rather than the app's own: neither its issuer nor its subject
+    is the client (a certificate assertion has ``sub`` == client_id even when its ``iss`` is wrong: AADSTS50048)."""
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return client_id not in (claims.get("iss"), claims.get("sub"))
+
+
+def authenticate_identity(ctx: StsRequest, identity: ManagedIdentity) -> None:
+    """A user-assigned managed identity as the client of ``client_credentials``: it has no secret or
+    certificate, only federated identity credentials, so a federated assertion is the one way in."""
+    if browser_origin(ctx) is not None:
+        raise StsError(9002326, origin=browser_origin(ctx))
+    assertion = ctx.get("client_assertion")
+    if ctx.get("client_secret") or _basic(ctx):
+        raise StsError(7000215, client_id=identity.client_id)
+    if not assertion:
+        raise StsError(7000218)
+    if ctx.get("client_assertion_type") != ASSERTION_TYPE:
+        raise StsError(900144, parameter="client_assertion_type")
+    ctx.notes["client_id"] = identity.client_id
+    verify_federated(ctx, identity.federated_credentials, assertion)
+
+
+def verify_federated(ctx: StsRequest, credentials: list[FederatedCredential], assertion: str) -> None:
+    """Workload identity federation: the assertion must match one of the client's federated identity credentials
+    (issuer AADSTS700211, then subject AADSTS700213, then audience AADSTS700212: exact, case-sensitive), be
+    signed by a key its issuer publishes (AADSTS7000272 unknown key, AADSTS700027 bad signature) and be within
+    its time range (AADSTS700024). Entra fetches the issuer's OIDC discovery document and JWKS; fakests knows
+    the keys of the issuers it publishes itself (``state/kubernetes.py``) and fetches no other: a credential
+    trusting an external issuer is answered AADSTS501661, as Entra answers an issuer it cannot reach."""
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise StsError(700027, reason=f"The assertion is not a JWT: {exc}", thumbprint="") from None
+    iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
+    audiences = [a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str)]
+    creds = [c for c in credentials if isinstance(iss, str) and c.issuer_matches(iss)]
+    if not creds:
+        raise StsError(700211, issuer=iss)
+    creds = [c for c in creds if c.subject == sub]
+    if not creds:
+        raise StsError(700213, subject=sub)
+    if not any(a in c.audiences for c in creds for a in audiences):
+        raise StsError(700212, audience=", ".join(audiences))
+    if kubernetes.cluster_of(str(iss)) is None:
+        raise StsError(501661)
+    clusters: kubernetes.ClusterIssuer = ctx.request.app.state.sandboxes.clusters
+    kid = str(jwt.get_unverified_header(assertion).get("kid") or "")
+    key = clusters.find(kid)
+    if key is None:
+        raise StsError(7000272, kid=kid, issuer=iss)
+    try:
+        jwt.decode(assertion, key.private_key.public_key(), algorithms=["RS256"],
+                   options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False})
+    except jwt.PyJWTError:
+        raise StsError(700027, reason="The provided signature value did not match the expected signature value.",
+                       thumbprint=kid) from None
+    now = ctx.now
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if not isinstance(exp, int | float) or exp + LEEWAY < now or (
+            isinstance(nbf, int | float) and nbf - LEEWAY > now):
+        raise StsError(700024, now=int(now), nbf=nbf, exp=exp)
 
 
 def _audience_ok(ctx: StsRequest, aud: str) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 
 import jwt
 
-from ..state.directory import MSA_TENANT_ID, App, User
-from .clientauth import ClientAuth, authenticate, browser_origin
+from ..state.directory import MSA_TENANT_ID, App, ManagedIdentity, User
+from .clientauth import ClientAuth, authenticate, authenticate_identity, browser_origin
 from .context import StsRequest
 from .errors import StsError
 from .ids import LAST_TIMESTAMP, entra_timestamp
@@ -62,7 +62,8 @@ def _user_tokens(ctx: StsRequest, client: ClientAuth, user: User, scope: str | N
 
 
 def client_credentials(ctx: StsRequest) -> dict[str, Any]:
-    client = authenticate(ctx, confidential_only=True)
+    identity = _federated_identity(ctx)
+    client = None if identity is not None else authenticate(ctx, confidential_only=True)
     scope = ctx.require("scope")
     # Entra checks the /.default form before it looks at the resource's permissions: an app-role
     # name (https://graph.microsoft.com/User.Read.All) is AADSTS1002012, not 70011.
@@ -71,8 +72,28 @@ def client_credentials(ctx: StsRequest) -> dict[str, Any]:
     scopes = parse_scopes(ctx.sandbox.directory, scope)
     if scopes.oidc or not scopes.is_default:
         raise StsError(1002012, scope=scope)
+    if identity is not None:
+        assert scopes.resource is not None and scopes.resource_uri is not None
+        return _minter(ctx).identity_response(identity, scopes.resource, scopes.resource_uri)
+    assert client is not None
     tid = ctx.tenant.tenant_id if ctx.tenant is not None and not ctx.tenant.is_msa else client.app.tenant_id
     return _minter(ctx).app_response(client.app, scopes, tid, client.azpacr)
+
+
+def _federated_identity(ctx: StsRequest) -> ManagedIdentity | None:
+    """The user-assigned managed identity a ``client_credentials`` request names, authenticated by its federated
+    credentials (workload identity with a user-assigned identity, as AKS's docs set it up); None when the client
+    is an app. Its tokens are managed-identity tokens (``Minter.identity_token``)."""
+    client_id = ctx.get("client_id")
+    directory = ctx.sandbox.directory
+    identity = directory.identities.get(client_id.lower()) if client_id else None
+    if identity is None or identity.kind != "user" or client_id in directory.apps:
+        return None
+    tenant = ctx.tenant
+    if tenant is not None and tenant.tenant_id != identity.tenant_id:
+        raise StsError(700016, client_id=identity.client_id, tenant=tenant.tenant_id)
+    authenticate_identity(ctx, identity)
+    return identity
 
 
 def password(ctx: StsRequest) -> dict[str, Any]:

@@ -187,7 +187,7 @@ class Minter:
         return claims
 
     def identity_token(self, identity: ManagedIdentity, resource: App, resource_uri: str, *, roles: list[str],
-                       lifetime: int) -> str:
+                       lifetime: int, on_azure: bool = True) -> str:
         """An access token for a managed identity, with the claims Entra puts in them: ``idtyp`` app,
         ``appid``/``azp`` the identity's client id, ``appidacr``/``azpacr`` 2 (a credential Azure holds),
         ``oid`` and ``sub`` the principal id, ``xms_mirid`` the identity's ARM id (the resource's, when
@@ -211,9 +211,17 @@ class Minter:
         claims |= {"sub": identity.object_id, "tid": tenant_id, "uti": _opaque(16), "ver": "1.0" if v1 else "2.0",
                    "xms_mirid": identity.resource_id}
         hosted_on = self.sandbox.directory.hosted_on
-        if identity.kind == "user" and hosted_on:
+        if identity.kind == "user" and hosted_on and on_azure:
             claims["xms_az_rid"] = hosted_on
         return self.sandbox.keys.sign(claims, v1=v1)
+
+    def identity_response(self, identity: ManagedIdentity, resource: App, resource_uri: str) -> dict[str, Any]:
+        """client_credentials for a user-assigned identity that exchanged a federated assertion: the shape of
+        ``app_response``, a managed-identity token (not run on an Azure resource: no ``xms_az_rid``)."""
+        roles = sorted(self.sandbox.directory.roles(identity.client_id, resource.client_id))
+        life = self.settings.access_token_lifetime
+        token = self.identity_token(identity, resource, resource_uri, roles=roles, lifetime=life, on_azure=False)
+        return {"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": token}
 
     def app_response(self, app: App, scopes: Scopes, tenant_id: str, azpacr: str) -> dict[str, Any]:
         """client_credentials: no scope, no refresh token, no id_token (entra-wire.md §2.5, §3.1)."""

@@ -150,6 +150,17 @@ class RemoteSandbox(StsSandbox):
     def configure(self, **settings: Any) -> None:
         self._call("PATCH", "", json=settings)
 
+    def service_account_token(self, namespace: str = "default", service_account: str = "workload", *,
+                              audience: str = "api://AzureADTokenExchange", lifetime: float = 3600,
+                              cluster: str = "fakests", issuer: str | None = None) -> str:
+        """A service-account token of the fake cluster, minted by the server (``POST .../kubernetes/token``), which
+        holds the cluster's key; ``workload_identity`` writes it to the pod's token file."""
+        if issuer is not None:
+            raise ValueError("a remote fakests names its own issuer (its origin): pass cluster=, not issuer=")
+        body = {"namespace": namespace, "service_account": service_account, "audience": audience,
+                "lifetime": lifetime, "cluster": cluster}
+        return str(self._call("POST", "/kubernetes/token", json=body)["token"])
+
     @property
     def auto_sign_in(self) -> bool:
         return bool(self._refresh()["auto_sign_in"])

@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,10 +29,11 @@ import requests
 
 from ..failures import scenarios
 from ..failures.scripting import ArmedRule, arm, armed, build_rule
-from ..state import defaults
-from ..state.directory import App, Certificate, ManagedIdentity, Tenant, User
+from ..state import defaults, kubernetes
+from ..state.directory import WORKLOAD_AUDIENCE, App, Certificate, ManagedIdentity, Tenant, User
 from ..state.journal import Journal
 from ..state.sandbox import Sandbox, Sandboxes
+from ..state.settings import PUBLIC_CLOUD_HOSTS
 from . import driver
 from .sessions import trusting_session
 from .transport import ASGIAdapter
@@ -50,6 +53,30 @@ _ROLES: dict[str, tuple[str, str | None]] = {
     "public": (defaults.PUBLIC_ID, None),
     "spa": (defaults.SPA_ID, None),
 }
+
+
+# What azure-identity's EnvironmentCredential reads (a secret, a certificate, a password): set, they make it,
+# not workload identity, the credential DefaultAzureCredential picks.
+_ENVIRONMENT_CREDENTIAL = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+                           "AZURE_USERNAME", "AZURE_PASSWORD")
+
+
+@contextmanager
+def _environment(wanted: dict[str, str], clear: tuple[str, ...] = ()) -> Iterator[None]:
+    """``os.environ`` with ``wanted`` set and ``clear`` removed for the block, then as it was."""
+    names = (*wanted, *clear)
+    saved = {name: os.environ.get(name) for name in names}
+    for name in clear:
+        os.environ.pop(name, None)
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class MissingClientLibrary(ModuleNotFoundError):
@@ -87,6 +114,8 @@ class AppInfo:
 
 class StsSandbox:
     """A sandbox on a running fakests (``FakeSTS``), as a test uses it."""
+
+    _intercepting: tuple[str, ...] | None = None  # the hosts ``intercept`` answers, while it does
 
     def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
                  client_cert_path: str, identity_url: Callable[[], str] | None = None,
@@ -334,12 +363,17 @@ class StsSandbox:
         ``ManagedIdentityCredential`` works with no variable set. ``testing/intercept.py`` says how."""
         from .intercept import IMDS_HOST, intercept
 
+        outer = self._intercepting
         with contextlib.ExitStack() as stack:
             active = stack.enter_context(intercept(self._app, self.sandbox_id,
                                                    *(() if hosts is None else (tuple(hosts),))))
             if self._identity_app is not None:
                 stack.enter_context(intercept(self._identity_app(), self.sandbox_id, (IMDS_HOST,), scheme="http"))
-            yield active
+            self._intercepting = tuple(hosts) if hosts else PUBLIC_CLOUD_HOSTS
+            try:
+                yield active
+            finally:
+                self._intercepting = outer
 
     # --- managed identity and virtual time ------------------------------------------------------------
     @property
@@ -406,6 +440,50 @@ class StsSandbox:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+    # --- workload identity (Kubernetes) ---------------------------------------------------------------
+    def kubernetes_issuer(self, cluster: str = kubernetes.DEFAULT_CLUSTER) -> str:
+        """The fake cluster's OIDC issuer, served by this fakests (``{url}/kubernetes/{cluster}``): what the
+        default daemon app's federated credential trusts, with discovery and JWKS under it."""
+        return kubernetes.issuer_url(self.url, cluster)
+
+    def service_account_token(self, namespace: str = defaults.WORKLOAD_NAMESPACE,
+                              service_account: str = defaults.WORKLOAD_SERVICE_ACCOUNT, *,
+                              audience: str = WORKLOAD_AUDIENCE, lifetime: float = kubernetes.TOKEN_LIFETIME,
+                              cluster: str = kubernetes.DEFAULT_CLUSTER, issuer: str | None = None) -> str:
+        """A projected service-account token as the kubelet writes it into a pod (``iss`` the fake cluster's
+        issuer, ``sub`` ``system:serviceaccount:NS:SA``, ``aud`` ``[audience]``, the ``kubernetes.io`` claim),
+        issued now on the sandbox clock: ``advance`` past ``lifetime`` expires it."""
+        return self._sandboxes.clusters.token(issuer or self.kubernetes_issuer(cluster), namespace=namespace,
+                                              service_account=service_account, audiences=[audience],
+                                              now=self.sandbox.now(), lifetime=lifetime)
+
+    @contextmanager
+    def workload_identity(self, client_id: str | None = None, *, namespace: str = defaults.WORKLOAD_NAMESPACE,
+                          service_account: str = defaults.WORKLOAD_SERVICE_ACCOUNT,
+                          audience: str = WORKLOAD_AUDIENCE, lifetime: float = kubernetes.TOKEN_LIFETIME,
+                          authority_host: str | None = None, token: str | None = None) -> Iterator[dict[str, str]]:
+        """Run the block as a pod with Azure workload identity: writes the service account's token to a file
+        (or ``token``, as given) and sets what the AKS webhook sets, ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``
+        (default: the daemon app, which trusts ``default/workload``), ``AZURE_FEDERATED_TOKEN_FILE`` and
+        ``AZURE_AUTHORITY_HOST`` (default: inside ``intercept``, the first host it answers, so the app keeps
+        Entra's production host; otherwise this fakests' origin). Clears the variables that would make
+        ``EnvironmentCredential`` win inside ``DefaultAzureCredential``; restores everything after. The file is
+        written once (no kubelet refreshes it): ``advance`` the sandbox clock past ``lifetime`` to expire it.
+        Yields the variables set."""
+        folder = Path(tempfile.mkdtemp(prefix="fakests-workload-"))
+        path = folder / "azure-identity-token"  # AKS mounts it at /var/run/secrets/azure/tokens/azure-identity-token
+        path.write_text(token if token is not None else self.service_account_token(
+            namespace, service_account, audience=audience, lifetime=lifetime), encoding="utf-8")
+        wanted = {"AZURE_TENANT_ID": self.tenant_id, "AZURE_CLIENT_ID": client_id or self.daemon.client_id,
+                  "AZURE_FEDERATED_TOKEN_FILE": str(path),
+                  "AZURE_AUTHORITY_HOST": authority_host or (f"https://{self._intercepting[0]}" if self._intercepting
+                                                             else self.url)}
+        try:
+            with _environment(wanted, clear=_ENVIRONMENT_CREDENTIAL):
+                yield wanted
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def virtual_time(self, start: float | None = None) -> VirtualTime:
         """``with fake_sts.virtual_time() as clock:`` the whole test process on one virtual clock that only

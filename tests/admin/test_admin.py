@@ -244,6 +244,30 @@ def test_added_app_with_redirect_uris_by_platform(s: requests.Session, sandbox: 
     assert "belongs to one platform" in clash.json()["error_description"]
 
 
+def test_added_app_with_a_federated_credential(s: requests.Session, sandbox: dict[str, Any]) -> None:
+    """An app trusting the fake cluster's ``ci/runner``, registered over the admin API, then used: the token from
+    ``POST .../kubernetes/token`` is its client assertion."""
+    sid = sandbox["sandbox_id"]
+    r = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={"display_name": "runner", "federated_credentials": [
+        {"name": "ci", "issuer": "/kubernetes/ci", "subject": "system:serviceaccount:ci:runner"}]})
+    assert r.status_code == 201, r.text
+    app = r.json()
+    assert app["federated_credentials"] == [{"name": "ci", "issuer": "/kubernetes/ci", "description": "",
+                                             "subject": "system:serviceaccount:ci:runner",
+                                             "audiences": ["api://AzureADTokenExchange"]}]
+    minted = s.post(f"{ADMIN}/sandboxes/{sid}/kubernetes/token",
+                    json={"namespace": "ci", "service_account": "runner", "cluster": "ci"}).json()
+    exchanged = s.post(f"{ORIGIN}/{sandbox['tenant_id']}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": app["client_id"], "client_assertion": minted["token"],
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "scope": "https://graph.microsoft.com/.default"})
+    assert exchanged.status_code == 200, exchanged.text
+    assert claims(exchanged.json()["access_token"])["appid"] == app["client_id"]
+    bad = s.post(f"{ADMIN}/sandboxes/{sid}/apps", json={"display_name": "bad", "federated_credentials": [
+        {"name": "x", "issuer": "http://insecure.example", "subject": "s"}]})
+    assert bad.status_code == 400 and "federated_credentials[0].issuer" in bad.json()["error_description"]
+
+
 def test_added_confidential_app_with_role_assignment(s: requests.Session, sandbox: dict[str, Any]) -> None:
     sid = sandbox["sandbox_id"]
     r = s.post(f"{ADMIN}/sandboxes/{sid}/apps",
@@ -426,6 +450,20 @@ def test_clock_advance_expires_refresh_tokens(s: requests.Session, sandbox: dict
     assert back.json()["clock_offset"] == 90 * 86400 - 0.5
 
 
+def test_service_account_token(s: requests.Session, sandbox: dict[str, Any]) -> None:
+    """A fake-cluster token on the sandbox clock, verifiable with the issuer's published JWKS."""
+    s.post(f"{ADMIN}/sandboxes/{sandbox['sandbox_id']}/clock", json={"advance": 3600})
+    r = s.post(f"{ADMIN}/sandboxes/{sandbox['sandbox_id']}/kubernetes/token",
+               json={"namespace": "apps", "service_account": "api", "lifetime": 120, "cluster": "dev"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issuer"] == f"{ORIGIN}/kubernetes/dev" and body["subject"] == "system:serviceaccount:apps:api"
+    keys = jwt.PyJWKSet.from_dict(s.get(f"{body['issuer']}/openid/v1/jwks").json())
+    claims = jwt.decode(body["token"], keys.keys[0].key, algorithms=["RS256"], audience="api://AzureADTokenExchange",
+                        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False})
+    assert claims["exp"] - claims["iat"] == 120 and claims["iat"] == pytest.approx(time.time() + 3600, abs=5)
+
+
 def test_keys_rotate(s: requests.Session, sandbox: dict[str, Any]) -> None:
     tid = sandbox["tenant_id"]
     before = [k["kid"] for k in s.get(f"{ORIGIN}/{tid}/discovery/v2.0/keys").json()["keys"]]
@@ -514,6 +552,11 @@ BAD: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/sandboxes/{sid}/clock", b'{"advance": Infinity}', 400, "advance: must be a number"),
     ("POST", "/sandboxes/{sid}/clock", {}, 400, "Give at least one of: advance"),
     ("POST", "/sandboxes/{sid}/keys/rotate", {"kid": "x"}, 400, "kid: unknown field"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"lifetime": 0}, 400, "lifetime: must be 1 second to a year"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"cluster": "Not A Label"}, 400,
+     "cluster: a cluster name is a DNS label"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"namespace": ""}, 400, "must not be empty"),
+    ("POST", "/sandboxes/{sid}/kubernetes/token", {"pod": "x"}, 400, "pod: unknown field"),
     ("GET", "/sandboxes/{sid}/journal?since=-1", None, 400, "since: must be a whole number, got '-1'"),
     ("POST", "/sandboxes/{sid}/managed-identities", {}, 400, "resource_id: required field is missing"),
     ("POST", "/sandboxes/{sid}/managed-identities", {"resource_id": "fakests-vm2"}, 400,

@@ -181,6 +181,15 @@ def test_a_token_from_a_verifies_against_b_jwks(pair: tuple[RemoteSandbox, Remot
     assert claims["appid"] == sb_a.daemon.client_id
 
 
+def test_a_service_account_token_from_a_is_exchanged_at_b(pair: tuple[RemoteSandbox, RemoteSandbox]) -> None:
+    """The fake Kubernetes cluster's key is state material the replicas share: B checks A's token."""
+    sb_a, sb_b = pair
+    exchanged = token(sb_b, None, grant_type="client_credentials", client_id=sb_b.daemon.client_id,
+                      client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                      client_assertion=sb_a.service_account_token(), scope="https://graph.microsoft.com/.default")
+    assert exchanged.status_code == 200, exchanged.text
+
+
 def test_the_first_replica_seeded_the_default_sandbox_and_the_other_took_it(
         replicas: tuple[Replica, Replica]) -> None:
     a, b = replicas
@@ -351,7 +360,10 @@ def test_replicas_share_a_generated_admin_token_and_the_state_material(
     assert len(tokens) == 2 and tokens[0] == tokens[1]
     assert runs[0].settings.admin_token == runs[1].settings.admin_token == tokens[0]
     assert [k.kid for k in runs[0].keys.keys] == [k.kid for k in runs[1].keys.keys]
-    for relative in ("tls/ca.pem", "tls/ca-key.pem", "client/client-cert.pem", "signing/key-0001.pem"):
+    clusters = [[k.kid for k in run.sandboxes.clusters.keys.keys] for run in runs]
+    assert clusters[0] == clusters[1]
+    for relative in ("tls/ca.pem", "tls/ca-key.pem", "client/client-cert.pem", "signing/key-0001.pem",
+                     "kubernetes/key-0001.pem"):
         assert (tmp_path / "one" / relative).read_bytes() == (tmp_path / "two" / relative).read_bytes(), relative
     assert (tmp_path / "one" / "tls/server.pem").read_bytes() != (tmp_path / "two" / "tls/server.pem").read_bytes()
 

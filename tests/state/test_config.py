@@ -113,7 +113,27 @@ BAD: list[tuple[str, str, str, str]] = [
      "unknown field; known: client_id, display_name, tenant_id, secrets, certificates, redirect_uris, "
      "web_redirect_uris, spa_redirect_uris, public_client_redirect_uris, "
      "public_client, sign_in_audience, identifier_uris, scopes, app_roles, access_token_version, enabled, "
-     "object_id"),
+     "federated_credentials, object_id"),
+    ("fic-missing-subject", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: /kubernetes/a}}]}}]\n",
+     "apps[0].federated_credentials[0].subject", "required field is missing"),
+    ("fic-http-issuer", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: 'http://oidc.example', "
+     "subject: s}]}]\n", "apps[0].federated_credentials[0].issuer",
+     "must be an https URL, or a path on fakests such as /kubernetes/fakests; got 'http://oidc.example'"),
+    ("fic-two-audiences", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: /kubernetes/a, "
+     "subject: s, audiences: [a, b]}]}]\n", "apps[0].federated_credentials[0].audiences",
+     "must hold exactly one audience (usually api://AzureADTokenExchange)"),
+    ("fic-duplicate-name", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: /kubernetes/a, "
+     "subject: s}, {name: k, issuer: /kubernetes/a, subject: t}]}]\n", "apps[0].federated_credentials[1].name",
+     "duplicate name 'k'"),
+    ("fic-unknown-field", TENANTS + f"apps: [{APP}, federated_credentials: [{{name: k, issuer: /kubernetes/a, "
+     "subject: s, audience: x}]}]\n", "apps[0].federated_credentials[0].audience",
+     "unknown field; known: name, issuer, subject, audiences, description"),
+    ("fic-on-system-identity", TENANTS + f"managed_identities: [{{client_id: {A1}, object_id: {T2}, tenant_id: {T1}, "
+     "resource_id: /subscriptions/x/providers/y, federated_credentials: [{name: k, issuer: /kubernetes/a, "
+     "subject: s}]}]\n", "managed_identities[0].federated_credentials",
+     "only user-assigned identities (kind: user) have federated identity credentials, as in Azure"),
+    ("fic-not-list", TENANTS + f"apps: [{APP}, federated_credentials: {{name: k}}}}]\n",
+     "apps[0].federated_credentials", "must be a list, got a mapping"),
     ("app-spa-not-url", TENANTS + f"apps: [{APP}, spa_redirect_uris: [myapp://auth]}}]\n",
      "apps[0].spa_redirect_uris[0]", "a spa redirect URI must be an http or https URL, got 'myapp://auth'"),
     ("app-two-platforms", TENANTS + f"apps: [{APP}, web_redirect_uris: ['http://localhost:3000'], "
@@ -306,3 +326,35 @@ def test_round_trip_user_from_yaml_signs_in(tmp_path: Path, state_dir: Path) -> 
     assert result["id_token_claims"]["name"] == "From Yaml"
     assert result["id_token_claims"]["tid"] == T1
     assert jwt.decode(result["access_token"], options={"verify_signature": False})["scp"] == "Go"
+
+
+def test_federated_credentials_load_with_the_default_audience(tmp_path: Path, client_cert: Certificate) -> None:
+    path = write(tmp_path, TENANTS + f"""apps:
+  - {APP}, federated_credentials: [
+      {{name: aks, issuer: 'https://eastus.oic.prod-aks.azure.com/{T1}/{A1}/', subject: 'system:serviceaccount:a:b'}},
+      {{name: local, issuer: /kubernetes/dev, subject: 'system:serviceaccount:c:d', audiences: [api://custom]}}]}}
+""")
+    app = load_config(path, client_cert).directory.apps[A1]
+    aks, local = app.federated_credentials
+    assert aks.audiences == ["api://AzureADTokenExchange"] and local.audiences == ["api://custom"]
+    assert aks.issuer_matches(f"https://eastus.oic.prod-aks.azure.com/{T1}/{A1}/")
+    assert not aks.issuer_matches(f"https://eastus.oic.prod-aks.azure.com/{T1}/{A1}")  # trailing slash: exact
+    assert local.issuer_matches("https://localhost:8443/kubernetes/dev")
+    assert local.issuer_matches("https://sts.example.test/kubernetes/dev")
+    assert not local.issuer_matches("http://localhost:8443/kubernetes/dev")
+    assert not local.issuer_matches("https://localhost:8443/kubernetes/dev/")
+    assert directory_json(load_config(path, client_cert).directory)["apps"][-1]["federated_credentials"][1] == {
+        "name": "local", "issuer": "/kubernetes/dev", "subject": "system:serviceaccount:c:d",
+        "audiences": ["api://custom"], "description": ""}
+
+
+def test_a_user_assigned_identity_with_a_federated_credential(tmp_path: Path, client_cert: Certificate) -> None:
+    path = write(tmp_path, TENANTS + f"""managed_identities:
+  - {{client_id: {A1}, object_id: {T2}, tenant_id: {T1}, kind: user,
+     resource_id: /subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks,
+     federated_credentials: [{{name: aks, issuer: /kubernetes/dev, subject: 'system:serviceaccount:a:b'}}]}}
+""")
+    directory = load_config(path, client_cert).directory
+    [credential] = directory.identities[A1].federated_credentials
+    assert credential.subject == "system:serviceaccount:a:b" and credential.audiences == ["api://AzureADTokenExchange"]
+    assert directory_json(directory)["managed_identities"][0]["federated_credentials"][0]["name"] == "aks"

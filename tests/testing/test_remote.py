@@ -146,3 +146,18 @@ def test_remote_identity_fault_reaches_the_client(remote: RemoteSandbox, no_azur
     assert rule.fired == 1
     [entry] = remote.journal.entries("imds")
     assert (entry.status, entry.error) == (400, "invalid_request")
+
+
+def test_remote_workload_identity(remote: RemoteSandbox, server: FakeSTS) -> None:
+    """The server mints the service-account token (it holds the cluster's key); azure-identity exchanges it."""
+    from azure.identity import WorkloadIdentityCredential
+
+    with remote.workload_identity() as env:
+        assert env["AZURE_AUTHORITY_HOST"] == remote.url
+        credential = WorkloadIdentityCredential(authority=remote.url, disable_instance_discovery=True,
+                                                connection_verify=remote.ca_path)
+        token = credential.get_token("api://fakests-api/.default").token
+    claims = verify(token, remote.http_client(), remote.authority(), remote.api.client_id)
+    assert claims["azp"] == remote.daemon.client_id and claims["azpacr"] == "2"
+    [entry] = remote.journal.entries("token")
+    assert entry.status == 200 and entry.params["client_assertion"] == "***"
