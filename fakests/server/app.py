@@ -55,6 +55,7 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
         Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
+        *_identity_routes(identity.TLS_IDENTITY_PATHS),  # Service Fabric: HTTPS, pinned by the STS's certificate
     ]
 
 
@@ -62,8 +63,12 @@ def identity_routes() -> list[BaseRoute]:
     """The managed-identity endpoints (``sts/identity.py``), served on a plain-HTTP origin of their own, as
     Azure serves them: each path bare (the default sandbox) and under a tenant segment (that tenant's
     sandbox), so that a test's environment variables name its own sandbox."""
+    return _identity_routes(identity.IDENTITY_PATHS)
+
+
+def _identity_routes(paths: dict[str, str]) -> list[BaseRoute]:
     out: list[BaseRoute] = []
-    for name, path in identity.IDENTITY_PATHS.items():
+    for name, path in paths.items():
         endpoint = sts(name, getattr(identity, name), render_error=identity.render_identity)
         out += [Route(path, endpoint, methods=ANY), Route("/{tenant}" + path, endpoint, methods=ANY)]
     return out
