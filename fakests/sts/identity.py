@@ -116,7 +116,8 @@ _SERVICE_FABRIC_CODES = {"identity_header": "SecretHeaderNotFound", "identity_no
 _SERVICE_FABRIC_MESSAGES = {"identity_header": "Secret is not found in the request headers.",
                             "identity_not_found": "The application has no managed identity (fakests' wording)",
                             "resource_missing": "The parameter 'resource' cannot be null or empty (fakests' "
-                                                "wording)"}
+                                                "wording)",
+                            "throttled": "Throttle limit reached (fakests' wording)"}
 # A scripted status's answer: the first entry with that status (400: "Identity not found").
 _BY_STATUS = {status: name for name, (status, _, _) in reversed(IDENTITY_ERRORS.items())}
 
@@ -144,7 +145,10 @@ def identity_error(ctx: StsRequest, name: str, *, status: int | None = None, err
 def scripted_identity_answer(ctx: StsRequest, status: int, error: str | None, headers: dict[str, str]) -> Response:
     """A scenario's raw ``status`` with no body, on a managed-identity endpoint: the answer with that status
     from ``IDENTITY_ERRORS`` (any other status: ``unknown``'s text under it)."""
-    return identity_error(ctx, _BY_STATUS.get(status, "unknown"), status=status, error=error, headers=headers)
+    name = _BY_STATUS.get(status, "unknown")
+    if ctx.endpoint == "service_fabric" and status == 404:  # its docs: 404 is "no managed identity assigned"
+        name = "identity_not_found"
+    return identity_error(ctx, name, status=status, error=error, headers=headers)
 
 
 def render_identity(ctx: StsRequest, exc: StsError) -> Response:
