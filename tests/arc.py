@@ -48,4 +48,5 @@ def run_as_arc_client(argv: Sequence[str], key_dir: Path, env: Mapping[str, str]
 
 def python_client(library: str, resource: str, client_id: str | None = None) -> list[str]:
     """The argv of ``tests/mi_client.py`` (an unmodified Python client) under this interpreter."""
-    return [sys.executable, str(ROOT / "tests" / "mi_client.py"), library, resource, *([client_id] if client_id else [])]
+    script = str(ROOT / "tests" / "mi_client.py")
+    return [sys.executable, script, library, resource, *([client_id] if client_id else [])]
