@@ -237,7 +237,7 @@ def test_expired_token_is_handed_out(fake_sts: StsSandbox, source: str) -> None:
     assert token.expires_on <= time.time() - 299
     with pytest.raises(jwt.ExpiredSignatureError):
         _verified(fake_sts, token.token, VAULT)
-    _verified_expired = verify(token.token, fake_sts.http_client(), fake_sts.authority(), VAULT, leeway=301)
+    _verified_expired = verify(token.token, fake_sts.http_client(), fake_sts.authority(), VAULT, leeway=330)
     assert _verified_expired["exp"] == token.expires_on  # signed by the STS all the same
     entry = fake_sts.journal.entries(source)[0]
     assert entry.status == 200 and entry.rule is not None
