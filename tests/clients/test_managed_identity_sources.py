@@ -85,6 +85,24 @@ def test_arc_legacy_agent_user_assigned_refused_by_the_client(fake_sts: StsSandb
     assert [e.status for e in fake_sts.journal.entries("arc")] == [401, 200]
 
 
+@pytest.mark.parametrize(("library", "statuses"), [
+    ("azure-identity", [429, 401, 200]),  # azure-core sleeps Retry-After (1 s, real: a child process), then the dance
+    ("msal", [429]),  # anything but 401 first is an error to MSAL: {"error": "invalid_request", ...}
+])
+def test_arc_throttled_first(fake_sts: StsSandbox, key_dir: Path, library: str, statuses: list[int]) -> None:
+    fake_sts.fail("arc", status=429, retry_after=1, times=1)
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client(python_client(library, ARM), key_dir, _clean_env())
+    entries = fake_sts.journal.entries("arc")
+    assert [e.status for e in entries] == statuses
+    if library == "msal":
+        assert not result["ok"] and '"invalid_request"' in result["message"], result
+    else:
+        assert result["ok"], result
+        _verified(fake_sts, result["token"], ARM)
+        assert fake_sts.journal.intervals("arc")[0] >= 1.0
+
+
 def test_arc_wire(fake_sts: StsSandbox, key_dir: Path) -> None:
     """The challenge names a .key file under Arc's directory holding the key (at most 4096 bytes); the key
     opens one request; a wrong key gets a new challenge; Metadata and a known api-version are required; an
