@@ -72,9 +72,10 @@ def test_arc_user_assigned_is_echoed(fake_sts: StsSandbox, key_dir: Path, librar
     assert fake_sts.journal.entries("arc")[-1].params["client_id"] == user.client_id
 
 
-@pytest.mark.parametrize("library", ["azure-identity", "msal"])
+@pytest.mark.parametrize(("library", "raised"), [("azure-identity", "ClientAuthenticationError"),
+                                                 ("msal", "ManagedIdentityError")])
 def test_arc_legacy_agent_user_assigned_refused_by_the_client(fake_sts: StsSandbox, key_dir: Path,
-                                                               library: str) -> None:
+                                                               library: str, raised: str) -> None:
     """``arc_user_assigned=False``: a legacy agent answers for the system-assigned identity; the clients fail
     closed rather than hand out a token of the wrong identity."""
     fake_sts.configure(arc_user_assigned=False)
@@ -82,6 +83,7 @@ def test_arc_legacy_agent_user_assigned_refused_by_the_client(fake_sts: StsSandb
         result = run_as_arc_client(python_client(library, ARM, fake_sts.user_identity.client_id), key_dir,
                                    _clean_env())
     assert not result["ok"] and "did not confirm the requested user-assigned" in result["message"], result
+    assert result["type"] == raised
     assert [e.status for e in fake_sts.journal.entries("arc")] == [401, 200]
 
 
