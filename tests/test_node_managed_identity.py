@@ -100,6 +100,22 @@ def test_arc_in_a_mount_namespace(fake_sts: StsSandbox, tmp_path: Path, library:
 
 
 @pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_arc_user_assigned_echoed(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
+    from tests.arc import run_as_arc_client
+
+    node = shutil.which("node")
+    assert node is not None, "needs node"
+    user = fake_sts.user_identity
+    fake_sts.configure(arc_key_dir=tmp_path)
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client([node, "identity.mjs", library, "api://fakests-api", user.client_id], tmp_path,
+                                   dict(os.environ), cwd=NODE_DIR)
+    assert result["ok"], result
+    claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), fake_sts.api.client_id)
+    assert claims["azp"] == user.client_id and claims["roles"] == ["Data.Read", "Data.Write"]
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
 def test_arc_legacy_agent_refused_for_user_assigned(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
     from tests.arc import run_as_arc_client
 

@@ -263,6 +263,20 @@ def test_expired_token_is_handed_out(fake_sts: StsSandbox, source: str) -> None:
     assert entry.status == 200 and entry.rule is not None
 
 
+def test_expired_token_with_msal_python(fake_sts: StsSandbox) -> None:
+    """MSAL Python hands the expired token out too (a negative ``expires_in``), and does not cache it: the
+    next call asks again and gets a good one."""
+    fake_sts.fail("imds", token="expired", times=1)
+    with fake_sts.managed_identity("imds"):
+        client = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=requests.Session())
+        first = client.acquire_token_for_client(resource=VAULT)
+        second = client.acquire_token_for_client(resource=VAULT)
+    assert first["expires_in"] <= -299 and second["expires_in"] > 80_000, (first, second)
+    assert first["access_token"] != second["access_token"]
+    _verified(fake_sts, second["access_token"], VAULT)
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [200, 200]
+
+
 @pytest.mark.parametrize(("answer", "outcome"), [
     ("malformed", "token"),  # a 200 with access_token "dummy": handed out as is, no client looks inside
     ("missing", CredentialUnavailableError),  # no access_token: "unavailable", DefaultAzureCredential moves on
