@@ -76,7 +76,6 @@ MALFORMED_TOKEN = "dummy"  # nagyesta/assumed-identity's access_token (clients-2
 # ``_get_key_file_path``), and a key file larger than 4096 bytes.
 ARC_API_VERSIONS = ("2019-11-01", "2020-06-01")
 ARC_CLIENT_KEY_DIR = "/var/opt/azcmagent/tokens"
-SERVICE_FABRIC_API_VERSION = "2019-07-01-preview"
 
 # name -> (status, error, error_description). IMDS's documented errors (entra-docs how-to-use-vm-token.md,
 # "Error handling"); the 403 is Docker Desktop's proxy when 169.254.169.254 is unreachable (azure-identity

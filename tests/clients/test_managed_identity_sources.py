@@ -171,6 +171,25 @@ def test_service_fabric_wrong_thumbprint_is_refused_before_the_secret_leaves(fak
     assert fake_sts.journal.entries("service_fabric") == []  # refused at the handshake: nothing reached fakests
 
 
+def test_service_fabric_async_azure_identity_does_not_pin(fake_sts: StsSandbox) -> None:
+    """azure-identity's async Service Fabric credential sends with ``connection_verify=False`` through azure-core
+    (``service_fabric.py _get_client_args``): it neither pins the thumbprint nor checks the certificate, so a
+    wrong IDENTITY_SERVER_THUMBPRINT still gets a token (and the Secret goes to whoever answers)."""
+    import asyncio
+
+    from azure.identity.aio import ManagedIdentityCredential as AsyncCredential
+
+    async def main() -> Any:
+        async with AsyncCredential() as credential:
+            return await credential.get_token(f"{VAULT}/.default")
+
+    with fake_sts.managed_identity("service_fabric"):
+        os.environ["IDENTITY_SERVER_THUMBPRINT"] = "00" * 20
+        token = asyncio.run(main())
+    _verified(fake_sts, token.token, VAULT)
+    assert [e.status for e in fake_sts.journal.entries("service_fabric")] == [200]
+
+
 def test_service_fabric_user_assigned_refused_by_azure_identity(fake_sts: StsSandbox) -> None:
     """The cluster picks the identity: azure-identity refuses a selector before asking."""
     with fake_sts.managed_identity("service_fabric"), pytest.raises(ClientAuthenticationError, match="Service Fabric"):
