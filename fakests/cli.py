@@ -223,7 +223,8 @@ def _identity_lines(runtime: Runtime, identity_port: int, port: int) -> list[str
         env = source_environment(s, source, tenant, identity_port=identity_port, port=port,
                                  server_cert=runtime.tls.cert if runtime.tls else None)
         out.append(f"    {label:<12} {' '.join(f'{k}={v}' for k, v in env.items())}")
-    out.append(f"    Arc's keys go to {s.arc_key_dir}; clients read them at {mi.ARC_CLIENT_KEY_DIR}")
+    missing = "" if Path(s.arc_key_dir).is_dir() else " (missing: Arc answers 500 until it exists)"
+    out.append(f"    Arc's keys go to {s.arc_key_dir}{missing}; clients read them at {mi.ARC_CLIENT_KEY_DIR}")
     out.append('    or: eval "$(fakests env --managed-identity SOURCE)"')
     return out
 

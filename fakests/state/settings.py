@@ -74,6 +74,7 @@ class Settings:
     admin_token_file: Path | None = field(
         default=None, metadata={"help": "File holding the admin token (read at start; not in the process list)."})
     identity_expires_on: str = field(default="epoch", metadata={
+        "choices": EXPIRES_ON_FORMATS,
         "help": "How App Service and Azure ML answers carry expires_on: 'epoch' (seconds, as a string) or 'date' "
                 "('12/07/2026 15:04:05 +00:00', as Azure ML's 2017-09-01 and older App Service hosts send it)."})
     arc_key_dir: Path = field(default=Path("/var/opt/azcmagent/tokens"), metadata={
@@ -138,6 +139,9 @@ class Settings:
             if key not in known:
                 raise ConfigError(source, f"settings.{key}", f"unknown setting; known: {', '.join(known)}")
             out[key] = _cast(known[key].type, raw, source, f"settings.{key}")
+            choices = known[key].metadata.get("choices")
+            if choices is not None and out[key] not in choices:
+                raise ConfigError(source, f"settings.{key}", f"{out[key]!r} is not one of {', '.join(choices)}")
         return cls(**out)
 
     def to_json(self) -> str:

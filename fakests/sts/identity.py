@@ -37,6 +37,7 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -257,8 +258,25 @@ def _arc_challenge(ctx: StsRequest, name: str) -> Response:
         _, error, description = IDENTITY_ERRORS["arc_key_dir"]
         ctx.notes.setdefault("error", error)
         return _render(ctx.endpoint, 500, error, f"{description}: {directory}: {exc.strerror}", ctx, None)
+    _sweep_arc_keys(directory, directory / filename)
     realm = f"{ARC_CLIENT_KEY_DIR}/{filename}"
     return identity_error(ctx, name, headers={"WWW-Authenticate": f"Basic realm={realm}"})
+
+
+ARC_KEY_STALE = 600  # seconds: a key file nobody used for this long is removed (clients use theirs at once)
+_ARC_KEY_NAME = re.compile(r"^[0-9a-f]{32}\.key$")
+
+
+def _sweep_arc_keys(directory: Path, fresh: Path) -> None:
+    """Remove fakests' own key files left by clients that never replayed. Ages are measured against the file
+    just written (both the file system's clock), not ``time.time()``, which virtual time moves."""
+    try:
+        now = fresh.stat().st_mtime
+        for entry in os.scandir(directory):
+            if _ARC_KEY_NAME.match(entry.name) and entry.stat().st_mtime < now - ARC_KEY_STALE:
+                os.unlink(entry.path)
+    except OSError:  # another worker removed it first, or the directory is unreadable: keys still work
+        pass
 
 
 def _arc_key_ok(ctx: StsRequest, authorization: str) -> bool:

@@ -133,6 +133,21 @@ def test_arc_wire(fake_sts: StsSandbox, key_dir: Path) -> None:
     assert (missing.status_code, missing.json()["error_description"]) == (404, "Identity not found")
 
 
+def test_arc_keys_never_used_are_swept(fake_sts: StsSandbox, key_dir: Path) -> None:
+    """A client that got a challenge and never replayed leaves its key file; the next challenge removes such
+    files once they are ten minutes old (by the file system's clock), and nothing else in the directory."""
+    url, params = fake_sts.identity_url("arc"), {"api-version": "2020-06-01", "resource": ARM}
+    requests.get(url, params=params, headers={"Metadata": "true"}, timeout=5)
+    [abandoned] = list(key_dir.iterdir())
+    os.utime(abandoned, (time.time() - 601, time.time() - 601))
+    other = key_dir / "not-fakests.key"
+    other.write_text("x")
+    os.utime(other, (time.time() - 3600, time.time() - 3600))
+    requests.get(url, params=params, headers={"Metadata": "true"}, timeout=5)
+    left = sorted(p.name for p in key_dir.iterdir())
+    assert abandoned.name not in left and "not-fakests.key" in left and len(left) == 2
+
+
 def test_arc_key_dir_missing_is_a_500_that_names_it(fake_sts: StsSandbox, tmp_path: Path) -> None:
     fake_sts.configure(arc_key_dir=tmp_path / "absent")
     answer = requests.get(fake_sts.identity_url("arc"), params={"api-version": "2020-06-01", "resource": ARM},

@@ -306,3 +306,13 @@ def test_round_trip_user_from_yaml_signs_in(tmp_path: Path, state_dir: Path) -> 
     assert result["id_token_claims"]["name"] == "From Yaml"
     assert result["id_token_claims"]["tid"] == T1
     assert jwt.decode(result["access_token"], options={"verify_signature": False})["scp"] == "Go"
+
+
+def test_a_setting_with_choices_names_file_key_and_choices() -> None:
+    """``identity_expires_on`` takes ``epoch`` or ``date``: anything else stops start-up naming the file and key
+    (and the same check holds for flags, the environment and ``fake_sts.configure``)."""
+    with pytest.raises(ConfigError, match=r"^c\.yaml: settings\.identity_expires_on: 'iso' is not one of epoch, date"):
+        Settings.from_mapping({"identity_expires_on": "iso"}, "c.yaml")
+    with pytest.raises(ConfigError, match="is not one of epoch, date"):
+        Settings(identity_expires_on="iso")
+    assert Settings.from_mapping({"identity_expires_on": "date"}, "c.yaml").identity_expires_on == "date"
