@@ -146,8 +146,8 @@ def scripted_identity_answer(ctx: StsRequest, status: int, error: str | None, he
     """A scenario's raw ``status`` with no body, on a managed-identity endpoint: the answer with that status
     from ``IDENTITY_ERRORS`` (any other status: ``unknown``'s text under it)."""
     name = _BY_STATUS.get(status, "unknown")
-    if ctx.endpoint == "service_fabric" and status == 404:  # its docs: 404 is "no managed identity assigned"
-        name = "identity_not_found"
+    if ctx.endpoint in ("service_fabric", "arc") and status == 404:  # "no such identity" there (Service Fabric's
+        name = "identity_not_found"  # docs; msal-node AzureArc.ts: "a 404 for a non-existent identity")
     return identity_error(ctx, name, status=status, error=error, headers=headers)
 
 

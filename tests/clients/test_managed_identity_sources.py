@@ -230,6 +230,20 @@ def test_service_fabric_wire_and_errors(fake_sts: StsSandbox) -> None:
     assert result["error"] == "invalid_client" and "ManagedIdentityNotFound" in result["error_description"]
 
 
+def test_not_assigned_scenario_on_arc_and_service_fabric(fake_sts: StsSandbox, key_dir: Path) -> None:
+    """``managed-identity-not-assigned`` answers Arc and Service Fabric with their 404: the clients stop."""
+    fake_sts.use_scenario("managed-identity-not-assigned")
+    with fake_sts.managed_identity("service_fabric"), pytest.raises(CredentialUnavailableError,
+                                                                   match="ManagedIdentityNotFound"):
+        ManagedIdentityCredential().get_token(f"{VAULT}/.default")
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client(python_client("azure-identity", ARM), key_dir, _clean_env())
+    assert not result["ok"] and "Identity not found" in result["message"], result
+    assert [e.status for e in fake_sts.journal.entries("service_fabric")] == [404]
+    assert [e.status for e in fake_sts.journal.entries("arc")] == [404]  # before any challenge: no key written
+    assert list(key_dir.iterdir()) == []
+
+
 def test_service_fabric_429_is_not_retried_by_azure_identity(fake_sts: StsSandbox) -> None:
     """azure-identity's sync Service Fabric credential sends through MSAL's pinned session, not the azure-core
     pipeline: a 429 is not retried, whatever its Retry-After (unlike IMDS); the app sees "unavailable"."""
