@@ -143,19 +143,20 @@ def test_service_fabric_over_tls(fake_sts: StsSandbox, library: str, monkeypatch
     assert entry.status == 200 and entry.params["api-version"] == "2019-07-01-preview"
 
 
+@pytest.mark.parametrize("source", ["app_service", "azure_ml"])
 @pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
-def test_app_service_date_expires_on(fake_sts: StsSandbox, library: str) -> None:
-    """msal-node converts an ISO 8601 ``expires_on`` only: App Service's date string gives no error but an
+def test_date_expires_on(fake_sts: StsSandbox, library: str, source: str) -> None:
+    """msal-node converts an ISO 8601 ``expires_on`` only: the date string gives no error but an
     ``expiresOn`` of about now (its arithmetic on the string gives NaN), so the token counts as expired at
     once; with epoch seconds, ``expiresOn`` is the token's ``exp``."""
-    with fake_sts.managed_identity("app_service"):
+    with fake_sts.managed_identity(source):
         epoch = run(fake_sts, library, VAULT)
         fake_sts.configure(identity_expires_on="date")
         date = run(fake_sts, library, VAULT)
     assert epoch["ok"] and date["ok"], (epoch, date)
     exp = verify(epoch["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)["exp"]
     assert abs(epoch["expiresOn"] - exp * 1000) <= 1000
-    asked = fake_sts.journal.entries("app_service")[-1].at
+    asked = fake_sts.journal.entries(source)[-1].at
     claims = verify(date["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)
     assert claims["exp"] - asked > 80_000  # the token is good for a day...
     assert abs(date["expiresOn"] / 1000 - asked) < 10  # ...and the client thinks it expires now

@@ -290,6 +290,9 @@ def test_azure_ml_date_expires_on_parsed_by_async_azure_identity_only(fake_sts: 
         token = asyncio.run(main())
         with pytest.raises(ValueError, match="invalid literal for int"):
             ManagedIdentityCredential().get_token(f"{VAULT}/.default")
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(),
+                                       http_client=requests.Session()).acquire_token_for_client(resource=VAULT)
     claims = _verified(fake_sts, token.token, VAULT)
     assert token.expires_on == claims["exp"]
 
