@@ -50,7 +50,7 @@ from .state.errors import ConfigError
 from .state.files import write_atomic
 from .state.keys import new_key_and_cert
 from .state.settings import Settings
-from .state.tls import ensure_tls
+from .state.tls import ensure_tls, thumbprint
 from .state.yamlfile import read_yaml
 from .sts import identity as mi
 from .sts.pages import BANNER
@@ -206,13 +206,32 @@ def identity_origin(settings: Settings, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _identity_lines(runtime: Runtime, identity_port: int) -> list[str]:
-    base = identity_origin(runtime.settings, identity_port)
+def source_environment(settings: Settings, source: str, tenant: str, *, identity_port: int, port: int,
+                       server_cert: Path | None) -> dict[str, str]:
+    """The variables that point a client on this machine at ``source`` (the default sandbox's): the
+    managed-identity origin, or for Service Fabric the STS's TLS origin and its certificate's thumbprint."""
+    if source not in mi.TLS_IDENTITY_PATHS:
+        return mi.identity_environment(source, identity_origin(settings, identity_port), tenant)
+    if server_cert is None:
+        raise ConfigFailure(f"{source} is served over TLS, and tls is off")
+    return mi.identity_environment(source, "", tenant, tls_base_url=origin(settings, port),
+                                   server_thumbprint=thumbprint(server_cert))
+
+
+def _identity_lines(runtime: Runtime, identity_port: int, port: int) -> list[str]:
+    s = runtime.settings
+    base = identity_origin(s, identity_port)
     tenant = _home_tenant(runtime.sandboxes.template)
-    out = [f"  Managed identity  {base}  (IMDS, App Service, Azure ML, Cloud Shell; plain HTTP as Azure's):"]
-    for source, label in (("imds", "IMDS"), ("app_service", "App Service")):
-        env = " ".join(f"{k}={v}" for k, v in mi.identity_environment(source, base, tenant).items())
-        out.append(f"    {label:<12} {env}")
+    out = [f"  Managed identity  {base}  (IMDS, App Service, Azure ML, Cloud Shell, Arc; plain HTTP as Azure's):"]
+    sources = [("imds", "IMDS"), ("app_service", "App Service"), ("arc", "Azure Arc")]
+    if runtime.tls:
+        sources.append(("service_fabric", "Svc Fabric"))
+    for source, label in sources:
+        env = source_environment(s, source, tenant, identity_port=identity_port, port=port,
+                                 server_cert=runtime.tls.cert if runtime.tls else None)
+        out.append(f"    {label:<12} {' '.join(f'{k}={v}' for k, v in env.items())}")
+    missing = "" if Path(s.arc_key_dir).is_dir() else " (missing: Arc answers 500 until it exists)"
+    out.append(f"    Arc's keys go to {s.arc_key_dir}{missing}; clients read them at {mi.ARC_CLIENT_KEY_DIR}")
     out.append('    or: eval "$(fakests env --managed-identity SOURCE)"')
     return out
 
@@ -229,7 +248,7 @@ def banner(runtime: Runtime, port: int, admin_token: str | None = None, *, ident
            f"  CA         {ca}" if tls else "  TLS is OFF: MSAL and azure-identity refuse http authorities."]
     out.append(f"  Dashboard  {base}/_fakests/dashboard")
     if identity_port is not None:
-        out += _identity_lines(runtime, identity_port)
+        out += _identity_lines(runtime, identity_port, port)
     if s.impersonate:
         out.append(f"  Answers as {', '.join(s.impersonate)}: route these names here (a hosts-file line, compose "
                    "network aliases); a hosts file redirects every program on the machine")
@@ -539,7 +558,7 @@ def _workload_lines(settings: Settings, directory: Directory, account: str) -> l
 
 
 @cli.command()
-@settings_options(["state_dir", "config", "host", "port", "public_url", "identity_port"])
+@settings_options(["state_dir", "config", "host", "port", "public_url", "identity_port", "arc_key_dir"])
 @click.option("--managed-identity", "source", type=click.Choice(mi.IDENTITY_ENDPOINTS),
               help="Print instead the variables that make clients on this machine take their managed-identity "
                    "tokens from fakests' SOURCE endpoint (the default sandbox's identities).")
@@ -564,9 +583,20 @@ def env(ctx: click.Context, source: str | None, account: str | None, **values: A
         except ConfigError as exc:
             raise ConfigFailure(str(exc)) from None
         tenant = _home_tenant(directory) if directory is not None else d.TENANT_ID
-        wanted = mi.identity_environment(source, identity_origin(settings, settings.identity_port), tenant)
-        lines = [f"# fakests managed identity ({source}): the default sandbox's, at {settings.host}:"
-                 f"{settings.identity_port}", f"unset {' '.join(mi.SOURCE_VARIABLES)}"]
+        cert = None
+        if settings.tls and source in mi.TLS_IDENTITY_PATHS:
+            cert = settings.state_dir / "tls" / "server.pem"  # a running server's: never remade here
+            cert = cert if cert.is_file() else ensure_tls(cert.parent, settings.tls_names).cert
+        wanted = source_environment(settings, source, tenant, identity_port=settings.identity_port,
+                                    port=settings.port, server_cert=cert)
+        at = settings.port if source in mi.TLS_IDENTITY_PATHS else settings.identity_port
+        lines = [f"# fakests managed identity ({source}): the default sandbox's, at {settings.host}:{at}",
+                 f"unset {' '.join(mi.SOURCE_VARIABLES)}"]
+        if source in mi.TLS_IDENTITY_PATHS:
+            lines.append("# Node clients check the certificate, not the thumbprint: also eval \"$(fakests env)\"")
+        if source == "arc":
+            lines.append(f"# clients read Arc's keys in {mi.ARC_CLIENT_KEY_DIR}: it must be fakests' arc_key_dir "
+                         f"({settings.arc_key_dir})")
         click.echo("\n".join([*lines, *(f"export {k}={shlex.quote(v)}" for k, v in wanted.items())]))
         return
     path = _ca_path(_state(ctx, values))

@@ -100,3 +100,50 @@ def test_env_workload_identity_prints_a_pods_variables(tmp_path: Path) -> None:
         session.verify, session.trust_env = str(ca), False
         claims = verify(shell.stdout.strip(), session, f"{server.url}/{d.TENANT_ID}", "https://graph.microsoft.com")
         assert claims["appid"] == d.DAEMON_ID and claims["appidacr"] == "2"
+
+
+def test_serve_and_env_for_arc_and_service_fabric(tmp_path: Path) -> None:
+    """The banner names Arc and Service Fabric; ``fakests env --managed-identity`` lines work as printed with
+    unmodified azure-identity: Service Fabric over the STS's TLS port, pinned; Arc in a mount namespace where
+    /var/opt/azcmagent/tokens is the server's ``--arc-key-dir``."""
+    import shlex
+
+    from tests.arc import python_client, run_as_arc_client
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    state = tmp_path / "state"
+    with serve(["--port", "0", "--identity-port", "0", "--state-dir", str(state), "--arc-key-dir", str(keys),
+                "--no-log-requests"], _clean()) as server:
+        banner = server.banner.splitlines()
+        arc_line = next(x for x in banner if "IMDS_ENDPOINT=" in x)
+        fabric_line = next(x for x in banner if "IDENTITY_SERVER_THUMBPRINT=" in x)
+        assert "/arc/metadata/identity/oauth2/token" in arc_line and f"{server.url}/servicefabric/" in fabric_line
+        assert any(str(keys) in x and "/var/opt/azcmagent/tokens" in x for x in banner)
+        identity_port = re.search(r"IMDS_ENDPOINT=http://localhost:(\d+)", arc_line)
+        assert identity_port is not None
+        session = requests.Session()
+        session.verify, session.trust_env = str(state / "tls" / "ca.pem"), False
+
+        def printed(source: str) -> str:
+            return subprocess.run([sys.executable, "-m", "fakests", "env", "--managed-identity", source,
+                                   "--port", server.url.rsplit(":", 1)[1], "--identity-port", identity_port.group(1),
+                                   "--state-dir", str(state), "--arc-key-dir", str(keys)],
+                                  env=_clean(), capture_output=True, text=True, timeout=60, check=True).stdout
+
+        fabric = subprocess.run(["bash", "-c", f"{printed('service_fabric')}\nexec {sys.executable} -c '{SNIPPET}'"],
+                                env=_clean(), capture_output=True, text=True, timeout=120, check=False)
+        assert fabric.returncode == 0, fabric.stderr
+        verify(fabric.stdout.strip(), session, f"{server.url}/{d.TENANT_ID}", "https://management.azure.com")
+
+        # Azure ML's bare path is not App Service's /{tenant}/msi/token for a tenant named "azureml".
+        ml = subprocess.run(["bash", "-c", f"{printed('azure_ml')}\nexec {sys.executable} -c '{SNIPPET}'"],
+                            env=_clean(), capture_output=True, text=True, timeout=120, check=False)
+        assert ml.returncode == 0, ml.stderr
+        verify(ml.stdout.strip(), session, f"{server.url}/{d.TENANT_ID}", "https://management.azure.com")
+
+        argv = " ".join(map(shlex.quote, python_client("default", "https://management.azure.com")))
+        arc = run_as_arc_client(["bash", "-c", f"{printed('arc')}\nexec {argv}"], keys, _clean())
+        assert arc["ok"], arc
+        claims = verify(arc["token"], session, f"{server.url}/{d.TENANT_ID}", "https://management.azure.com")
+        assert claims["appid"] == d.SYSTEM_IDENTITY_CLIENT_ID

@@ -145,3 +145,115 @@ def test_imds_500_twice(fake_sts: StsSandbox, library: str) -> None:
         assert 0.95 <= first < 1.9 and 1.95 <= second < 3.5  # 1 s, then 2 s
     else:
         assert first < 3 and second < 3  # azure-core's exponential backoff with jitter
+
+
+# --- Azure Arc and Service Fabric -------------------------------------------------------------------------
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_arc_in_a_mount_namespace(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
+    """msal-node reads the key only at exactly ``/var/opt/azcmagent/tokens/<name>.key``: the client runs where
+    that directory is the test's, into which fakests writes (``tests/arc.py``)."""
+    from tests.arc import run_as_arc_client
+
+    node = shutil.which("node")
+    assert node is not None, "needs node"
+    key_dir = tmp_path / "tokens"
+    key_dir.mkdir()
+    fake_sts.configure(arc_key_dir=key_dir)
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client([node, "identity.mjs", library, VAULT], key_dir, dict(os.environ), cwd=NODE_DIR)
+    assert result["ok"], result
+    claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)
+    assert claims["appid"] == fake_sts.system_identity.client_id
+    assert [e.status for e in fake_sts.journal.entries("arc")] == [401, 200] and list(key_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_arc_user_assigned_echoed(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
+    from tests.arc import run_as_arc_client
+
+    node = shutil.which("node")
+    assert node is not None, "needs node"
+    user = fake_sts.user_identity
+    fake_sts.configure(arc_key_dir=tmp_path)
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client([node, "identity.mjs", library, "api://fakests-api", user.client_id], tmp_path,
+                                   dict(os.environ), cwd=NODE_DIR)
+    assert result["ok"], result
+    claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), fake_sts.api.client_id)
+    assert claims["azp"] == user.client_id and claims["roles"] == ["Data.Read", "Data.Write"]
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_arc_legacy_agent_refused_for_user_assigned(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
+    from tests.arc import run_as_arc_client
+
+    node = shutil.which("node")
+    assert node is not None, "needs node"
+    fake_sts.configure(arc_key_dir=tmp_path, arc_user_assigned=False)
+    with fake_sts.managed_identity("arc"):
+        result = run_as_arc_client([node, "identity.mjs", library, VAULT, fake_sts.user_identity.client_id], tmp_path,
+                                   dict(os.environ), cwd=NODE_DIR)
+    assert not result["ok"] and "user_assigned_managed_identity_not_confirmed" in result["message"], result
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_service_fabric_over_tls(fake_sts: StsSandbox, library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither Node client checks IDENTITY_SERVER_THUMBPRINT: they verify the server's certificate as for any
+    HTTPS call, so the process must trust fakests' CA (``NODE_EXTRA_CA_CERTS``)."""
+    assert fake_sts.ca_path is not None
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", fake_sts.ca_path)
+    with fake_sts.managed_identity("service_fabric"):
+        result = run(fake_sts, library, VAULT)
+    assert result["ok"], result
+    claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)
+    assert claims["appid"] == fake_sts.system_identity.client_id
+    [entry] = fake_sts.journal.entries("service_fabric")
+    assert entry.status == 200 and entry.params["api-version"] == "2019-07-01-preview"
+
+
+@pytest.mark.parametrize("source", ["app_service", "azure_ml"])
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_date_expires_on(fake_sts: StsSandbox, library: str, source: str) -> None:
+    """msal-node converts an ISO 8601 ``expires_on`` only: the date string gives no error but an
+    ``expiresOn`` of about now (its arithmetic on the string gives NaN), so the token counts as expired at
+    once; with epoch seconds, ``expiresOn`` is the token's ``exp``."""
+    with fake_sts.managed_identity(source):
+        epoch = run(fake_sts, library, VAULT)
+        fake_sts.configure(identity_expires_on="date")
+        date = run(fake_sts, library, VAULT)
+    assert epoch["ok"] and date["ok"], (epoch, date)
+    exp = verify(epoch["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)["exp"]
+    assert abs(epoch["expiresOn"] - exp * 1000) <= 1000
+    asked = fake_sts.journal.entries(source)[-1].at
+    claims = verify(date["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)
+    assert claims["exp"] - asked > 80_000  # the token is good for a day...
+    assert abs(date["expiresOn"] / 1000 - asked) < 10  # ...and the client thinks it expires now
+
+
+@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
+def test_scripted_expired_and_malformed_tokens_are_handed_out(fake_sts: StsSandbox, library: str) -> None:
+    """Neither client looks inside the token or refuses one already expired: the app gets it."""
+    fake_sts.fail("imds", token="expired", times=1)
+    fake_sts.fail("imds", token="malformed", times=1)
+    with fake_sts.managed_identity("imds"):
+        expired, malformed = run(fake_sts, library, VAULT), run(fake_sts, library, VAULT)
+    assert expired["ok"] and malformed["ok"], (expired, malformed)
+    claims = verify(expired["token"], fake_sts.http_client(), fake_sts.authority(), VAULT, leeway=330)
+    assert abs(expired["expiresOn"] - claims["exp"] * 1000) <= 1000  # in the past: 300 s ago
+    assert malformed["token"] == "dummy"
+    assert [e.status for e in fake_sts.journal.entries("imds")] == [200, 200]
+
+
+@pytest.mark.parametrize(("library", "outcome"), [
+    ("msal-node", ""),  # no error: an empty access token, and no expiry
+    ("azure-identity", 'Response had no "expiresOn" property.'),
+])
+def test_scripted_missing_token(fake_sts: StsSandbox, library: str, outcome: str) -> None:
+    fake_sts.fail("imds", token="missing")
+    with fake_sts.managed_identity("imds"):
+        result = run(fake_sts, library, VAULT)
+    if library == "msal-node":
+        assert result["ok"] and result["token"] == outcome and result["expiresOn"] is None, result
+    else:
+        assert not result["ok"] and result["name"] == "AuthenticationRequiredError", result
+        assert outcome in result["message"]

@@ -285,8 +285,10 @@ class Engine:
         return self._answer(reply, ctx, client_key, now)
 
     def _answer(self, reply: Reply, ctx: StsRequest, client_key: str, now: float) -> Response | None:
+        if reply.token is not None:
+            ctx.notes["token"] = reply.token  # the managed-identity endpoint answers, with this token (identity.py)
         if reply.aadsts is None and reply.status is None and reply.fault is None:
-            return None  # a slow STS or a key rotation: answer normally
+            return None  # a slow STS, a key rotation or a token answer: answer normally
         response = render_reply(reply, ctx)
         if reply.retry_after is not None:
             self._remember(client_key, now, str(reply.retry_after))

@@ -24,9 +24,10 @@ from typing import Any
 from ..state.errors import ConfigError
 from ..state.yamlfile import read_yaml
 from ..sts.catalog import CATALOG
-from ..sts.identity import IDENTITY_ENDPOINTS
+from ..sts.identity import IDENTITY_ENDPOINTS, TOKEN_ANSWERS
 
-# The STS's endpoints, then the managed-identity endpoints (imds, app_service, azure_ml, cloud_shell).
+# The STS's endpoints, then the managed-identity endpoints (imds, app_service, azure_ml, cloud_shell, arc,
+# service_fabric).
 ENDPOINTS = ["any", "discovery", "instance_discovery", "userrealm", "jwks", "authorize", "token", "devicecode",
              "device_login", "logout", *IDENTITY_ENDPOINTS]
 MAX_BODY_DEPTH = 64  # levels of arrays and objects in a raw body; Entra's own bodies have three
@@ -70,8 +71,8 @@ MATCH = {
 
 RESPONSE = {
     "type": "object", "additionalProperties": False,
-    "description": "What to answer instead of fakests' normal answer. Needs one of aadsts, status or fault; "
-                   "or only delay and/or rotate_keys, after which fakests answers normally.",
+    "description": "What to answer instead of fakests' normal answer. Needs one of aadsts, status, fault or "
+                   "token; or only delay and/or rotate_keys, after which fakests answers normally.",
     "properties": {
         "aadsts": {"type": "integer", "description": "An AADSTS code from the catalog, rendered as Entra renders it "
                    "for this endpoint (token JSON, authorize redirect, or the HTML sign-in error page)."},
@@ -96,6 +97,8 @@ RESPONSE = {
         "hang_seconds": {**_SECONDS, "description": "How long a hang lasts at most (default 300)."},
         "rotate_keys": {"type": "boolean", "description": "Rotate this sandbox's signing keys (the old key stays in "
                         "the JWKS for its grace period), then answer normally: a key rotation mid-run."},
+        "token": {"enum": list(TOKEN_ANSWERS), "description": "Managed-identity endpoints only: answer normally "
+                  "(HTTP 200) but with " + "; or ".join(f"{k}: {v}" for k, v in TOKEN_ANSWERS.items()) + "."},
     },
 }
 
@@ -195,6 +198,7 @@ class Reply:
     fault: str | None = None
     hang_seconds: float = 300.0
     rotate_keys: bool = False
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,17 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
         transient = ", ".join(str(c) for c, e in sorted(CATALOG.items()) if e.transient)
         raise ConfigError(source, f"{key}.shape", f"AADSTS{r['aadsts']} is not transient, and only transient codes "
                           f"come as server_error or temporarily_unavailable ({transient})")
-    if not ({"aadsts", "status", "fault", "delay", "rotate_keys"} & set(r)):
-        raise ConfigError(source, key, "needs one of aadsts, status, fault, delay or rotate_keys")
+    if not ({"aadsts", "status", "fault", "delay", "rotate_keys", "token"} & set(r)):
+        raise ConfigError(source, key, "needs one of aadsts, status, fault, token, delay or rotate_keys")
     if "fault" in r and ({"aadsts", "status", "body"} & set(r)):
         raise ConfigError(source, f"{key}.fault", "a transport fault sends no status or body")
+    if "token" in r:
+        if {"aadsts", "status", "body", "fault"} & set(r):
+            raise ConfigError(source, f"{key}.token", "a token answer is a normal answer: no aadsts, status, body "
+                              "or fault with it")
+        if not match.endpoint or not set(match.endpoint) <= set(IDENTITY_ENDPOINTS):
+            raise ConfigError(source, f"{key}.token", "applies to managed-identity endpoints only: match endpoint "
+                              f"one or more of {', '.join(IDENTITY_ENDPOINTS)}")
     if "body" in r:
         try:
             json.dumps(r["body"])
@@ -320,7 +331,7 @@ def _rule(raw: dict[str, Any], i: int, source: str) -> Rule:
     reply = Reply(r.get("aadsts"), r.get("shape"), r.get("status"), r.get("error"), r.get("suberror"),
                   r.get("claims"), r.get("body"), r.get("content_type"), dict(r.get("headers", {})),
                   r.get("retry_after"), delay, r.get("fault"), float(r.get("hang_seconds", 300.0)),
-                  bool(r.get("rotate_keys", False)))
+                  bool(r.get("rotate_keys", False)), r.get("token"))
     s = raw.get("schedule", {})
     w = s.get("window")
     schedule = Schedule(s.get("times"), tuple(s.get("sequence", ())), s.get("every"), s.get("probability"),

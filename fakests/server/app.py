@@ -55,6 +55,7 @@ def routes() -> list[BaseRoute]:
         Route("/{tenant}/oauth2/devicecode", sts("devicecode", endpoints.devicecode), methods=ANY),
         Route("/{tenant}/oauth2/v2.0/logout", sts("logout", signin.logout), methods=BOTH),
         Route("/{tenant}/oauth2/logout", sts("logout", signin.logout), methods=BOTH),
+        *_identity_routes(identity.TLS_IDENTITY_PATHS),  # Service Fabric: HTTPS, pinned by the STS's certificate
         # The fake Kubernetes cluster's issuer (workload identity; sts/cluster.py), not Entra's.
         Route("/kubernetes/{cluster}/.well-known/openid-configuration", cluster.discovery, methods=GET),
         Route("/kubernetes/{cluster}/openid/v1/jwks", cluster.jwks, methods=GET),
@@ -65,11 +66,15 @@ def identity_routes() -> list[BaseRoute]:
     """The managed-identity endpoints (``sts/identity.py``), served on a plain-HTTP origin of their own, as
     Azure serves them: each path bare (the default sandbox) and under a tenant segment (that tenant's
     sandbox), so that a test's environment variables name its own sandbox."""
-    out: list[BaseRoute] = []
-    for name, path in identity.IDENTITY_PATHS.items():
-        endpoint = sts(name, getattr(identity, name), render_error=identity.render_identity)
-        out += [Route(path, endpoint, methods=ANY), Route("/{tenant}" + path, endpoint, methods=ANY)]
-    return out
+    return _identity_routes(identity.IDENTITY_PATHS)
+
+
+def _identity_routes(paths: dict[str, str]) -> list[BaseRoute]:
+    """Every bare path before any tenant one: ``/azureml/msi/token`` must not be App Service's
+    ``/{tenant}/msi/token`` for a tenant named "azureml" (nor ``/arc/metadata/...`` IMDS's for "arc")."""
+    endpoints = {name: sts(name, getattr(identity, name), render_error=identity.render_identity) for name in paths}
+    return [*(Route(path, endpoints[name], methods=ANY) for name, path in paths.items()),
+            *(Route("/{tenant}" + path, endpoints[name], methods=ANY) for name, path in paths.items())]
 
 
 async def _device_login_shortcut(request: Request) -> Response:

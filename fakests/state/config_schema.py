@@ -45,6 +45,8 @@ def _object(cls: type, special: dict[str, dict[str, Any]] | None = None, skip: t
             continue
         props[f.name] = (special or {}).get(f.name) or _type(hints[f.name])
         help_text = f.metadata.get("help") if f.metadata else None
+        if f.metadata and "choices" in f.metadata:
+            props[f.name] = {**props[f.name], "enum": list(f.metadata["choices"])}
         if help_text:
             props[f.name]["description"] = help_text
         if f.default is MISSING and f.default_factory is MISSING:

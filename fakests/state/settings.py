@@ -23,6 +23,9 @@ def default_state_dir() -> Path:
     return Path(base) / "fakests"
 
 
+EXPIRES_ON_FORMATS = ("epoch", "date")  # ``identity_expires_on``
+
+
 @dataclass(frozen=True)
 class Settings:
     """How one fakests server runs. Lifetimes are seconds."""
@@ -70,8 +73,19 @@ class Settings:
                                         "Visible in the process list: prefer --admin-token-file."})
     admin_token_file: Path | None = field(
         default=None, metadata={"help": "File holding the admin token (read at start; not in the process list)."})
+    identity_expires_on: str = field(default="epoch", metadata={
+        "choices": EXPIRES_ON_FORMATS,
+        "help": "How App Service and Azure ML answers carry expires_on: 'epoch' (seconds, as a string) or 'date' "
+                "('12/07/2026 15:04:05 +00:00', as Azure ML's 2017-09-01 and older App Service hosts send it)."})
+    arc_key_dir: Path = field(default=Path("/var/opt/azcmagent/tokens"), metadata={
+        "help": "Where the Azure Arc endpoint writes its challenge key files. Clients read them at "
+                "/var/opt/azcmagent/tokens (the challenge names that path), so this must be that directory as "
+                "the client sees it: the same directory, a bind mount, a shared volume. fakests never creates it."})
+    arc_user_assigned: bool = field(default=True, metadata={
+        "help": "The Arc agent honours user-assigned selectors and echoes the identity it used (current agents); "
+                "false: a legacy agent that ignores them and answers for the system-assigned identity."})
     identity_port: int = field(default=8480, metadata={
-        "help": "Plain-HTTP port of the managed-identity endpoints (IMDS, App Service, Azure ML, Cloud Shell); "
+        "help": "Plain-HTTP port of the managed-identity endpoints (IMDS, App Service, Azure ML, Cloud Shell, Arc); "
                 "0 picks a free one, -1 turns them off. They listen on --host."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
     workers: int = field(default=1, metadata={
@@ -82,6 +96,9 @@ class Settings:
                 "{state_dir}/shared.sqlite with --workers >1."})
 
     def __post_init__(self) -> None:
+        if self.identity_expires_on not in EXPIRES_ON_FORMATS:
+            raise ConfigError("identity_expires_on", "", f"{self.identity_expires_on!r} is not one of "
+                              f"{', '.join(EXPIRES_ON_FORMATS)}")
         # An unset compose or CI variable gives '': taken as "no token", it would open the admin API (secrets,
         # the private key, minting) to the network with no warning. Say so at start-up instead.
         if self.admin_token is not None and not self.admin_token.strip():
@@ -122,6 +139,9 @@ class Settings:
             if key not in known:
                 raise ConfigError(source, f"settings.{key}", f"unknown setting; known: {', '.join(known)}")
             out[key] = _cast(known[key].type, raw, source, f"settings.{key}")
+            choices = known[key].metadata.get("choices")
+            if choices is not None and out[key] not in choices:
+                raise ConfigError(source, f"settings.{key}", f"{out[key]!r} is not one of {', '.join(choices)}")
         return cls(**out)
 
     def to_json(self) -> str:

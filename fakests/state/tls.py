@@ -117,3 +117,11 @@ def ensure_tls(directory: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
     return files
 
 
+
+
+def thumbprint(cert_pem: Path) -> str:
+    """The SHA-1 thumbprint (hex, upper case as Windows prints it) of the PEM certificate ``cert_pem``: what
+    Service Fabric's ``IDENTITY_SERVER_THUMBPRINT`` names (MSAL Python ``managed_identity.py`` compares
+    ``hashlib.sha1`` of the server's DER certificate with it)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # a thumbprint, not a signature

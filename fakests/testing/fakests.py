@@ -126,7 +126,8 @@ class FakeSTS:
         sb.auto_sign_in = auto_sign_in
         return StsSandbox(sb, self.runtime.sandboxes, url=self.url, ca_path=self.ca_path if self.runtime.tls else None,
                           app=self.app, client_cert_path=str(self.runtime.client_cert_path),
-                          identity_url=lambda: self.identity_url, identity_app=lambda: self.identity_app)
+                          identity_url=lambda: self.identity_url, identity_app=lambda: self.identity_app,
+                          server_cert_path=str(self.runtime.tls.cert) if self.runtime.tls else None)
 
     def session(self) -> requests.Session:
         """A ``requests.Session`` that trusts exactly fakests' CA, whatever ``REQUESTS_CA_BUNDLE``

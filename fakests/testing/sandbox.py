@@ -119,8 +119,9 @@ class StsSandbox:
 
     def __init__(self, sandbox: Sandbox, sandboxes: Sandboxes, *, url: str, ca_path: str | None, app: ASGIApp,
                  client_cert_path: str, identity_url: Callable[[], str] | None = None,
-                 identity_app: Callable[[], ASGIApp] | None = None) -> None:
+                 identity_app: Callable[[], ASGIApp] | None = None, server_cert_path: str | None = None) -> None:
         self._identity_url = identity_url
+        self._server_cert_path = server_cert_path
         self._identity_app = identity_app
         self.sandbox = sandbox
         self._sandboxes = sandboxes
@@ -403,23 +404,32 @@ class StsSandbox:
 
     def identity_url(self, source: str = "imds") -> str:
         """This sandbox's managed-identity base URL (plain HTTP; IMDS appends its path to it), or ``source``'s
-        endpoint."""
-        from ..sts.identity import IDENTITY_PATHS
+        endpoint (``service_fabric``'s is on the STS's TLS origin, ``url``)."""
+        from ..sts.identity import IDENTITY_PATHS, TLS_IDENTITY_PATHS
 
+        if source in TLS_IDENTITY_PATHS:
+            return f"{self.url}/{self.tenant_id}{TLS_IDENTITY_PATHS[source]}"
         base = self._identity_base()
         return base if source == "imds" else base + IDENTITY_PATHS[source]
 
     def identity_environment(self, source: str = "imds") -> dict[str, str]:
         """The variables that point unmodified clients at ``source`` for this sandbox (``managed_identity``
         sets them)."""
-        from ..sts.identity import identity_environment
+        from ..state.tls import thumbprint
+        from ..sts.identity import TLS_IDENTITY_PATHS, identity_environment
 
+        if source in TLS_IDENTITY_PATHS:
+            if self._server_cert_path is None:
+                raise RuntimeError(f"{source} is served over TLS, and this fakests has TLS off")
+            return identity_environment(source, "", self.tenant_id, tls_base_url=f"{self.url}/{self.tenant_id}",
+                                        server_thumbprint=thumbprint(Path(self._server_cert_path)))
         return identity_environment(source, self._identity_base(), self.tenant_id)
 
     @contextmanager
     def managed_identity(self, source: str = "imds", *, client_id: str | None = None) -> Iterator[dict[str, str]]:
         """Run the block as code on Azure compute of kind ``source`` (``imds``, ``app_service``, ``azure_ml``,
-        ``cloud_shell``) whose identity endpoint is this sandbox's: sets the variables clients read (and
+        ``cloud_shell``, ``arc``, ``service_fabric``) whose identity endpoint is this sandbox's: sets the
+        variables clients read (and
         clears the other sources'), restores them after. ``client_id`` also sets ``AZURE_CLIENT_ID``, which
         ``DefaultAzureCredential`` takes as the user-assigned identity to use. Yields the variables set."""
         from ..sts.identity import SOURCE_VARIABLES

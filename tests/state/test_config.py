@@ -358,3 +358,13 @@ def test_a_user_assigned_identity_with_a_federated_credential(tmp_path: Path, cl
     [credential] = directory.identities[A1].federated_credentials
     assert credential.subject == "system:serviceaccount:a:b" and credential.audiences == ["api://AzureADTokenExchange"]
     assert directory_json(directory)["managed_identities"][0]["federated_credentials"][0]["name"] == "aks"
+
+
+def test_a_setting_with_choices_names_file_key_and_choices() -> None:
+    """``identity_expires_on`` takes ``epoch`` or ``date``: anything else stops start-up naming the file and key
+    (and the same check holds for flags, the environment and ``fake_sts.configure``)."""
+    with pytest.raises(ConfigError, match=r"^c\.yaml: settings\.identity_expires_on: 'iso' is not one of epoch, date"):
+        Settings.from_mapping({"identity_expires_on": "iso"}, "c.yaml")
+    with pytest.raises(ConfigError, match="is not one of epoch, date"):
+        Settings(identity_expires_on="iso")
+    assert Settings.from_mapping({"identity_expires_on": "date"}, "c.yaml").identity_expires_on == "date"

@@ -669,6 +669,24 @@ def test_app_service_identity_not_found_with_msal(fake_sts: StsSandbox) -> None:
     assert entry.status == 400 and entry.rule == "managed-identity-not-assigned/not-assigned"
 
 
+@covers("managed-identity-expired-token")
+def test_expired_managed_identity_token_reaches_the_app(fake_sts: StsSandbox) -> None:
+    """azure-identity hands the expired token out (``expires_on`` five minutes past); the resource, validating
+    it against the JWKS, refuses it."""
+    import jwt
+
+    from tests.jwks import verify
+
+    fake_sts.use_scenario("managed-identity-expired-token")
+    with fake_sts.managed_identity("service_fabric"):
+        token = ManagedIdentityCredential().get_token(f"{ARM}/.default")
+    assert token.expires_on < time.time() - 299
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verify(token.token, fake_sts.http_client(), fake_sts.authority(), ARM)
+    [entry] = fake_sts.journal.entries("service_fabric")
+    assert entry.status == 200 and entry.rule == "managed-identity-expired-token/expired"
+
+
 @covers("imds-throttled")
 def test_imds_throttled(fake_sts: StsSandbox) -> None:
     """Five tokens, then 429 with Retry-After 5: azure-identity sleeps it (twice, until the 10 s window ends)
