@@ -221,3 +221,41 @@ def test_intercept_answers_imds_for_async_azure_identity(fake_sts: StsSandbox, m
         token = asyncio.run(main())
     _verified(fake_sts, token, ARM)
     assert [e.status for e in fake_sts.journal.entries("imds")] == [200]
+
+
+# --- no answer: a reset, a hang ---------------------------------------------------------------------------
+def test_imds_reset_is_retried_by_azure_identity(fake_sts: StsSandbox) -> None:
+    """A dropped connection on IMDS (over a real socket): azure-core retries it as it retries a 5xx, at once and
+    then after 1.6 s (in virtual time); the app gets its token."""
+    fake_sts.fail("imds", fault="reset", times=2)
+    with fake_sts.managed_identity("imds"), fake_sts.virtual_time() as clock:
+        token = ManagedIdentityCredential().get_token(f"{ARM}/.default")
+        _verified(fake_sts, token.token, ARM)
+    entries = fake_sts.journal.entries("imds")
+    assert [e.fault for e in entries] == ["reset", "reset", None] and entries[-1].status == 200
+    assert clock.slept == pytest.approx([1.6], abs=1e-3)
+    assert fake_sts.journal.intervals("imds") == pytest.approx([0.0, 1.6], abs=1e-3)
+
+
+def test_imds_that_accepts_and_never_answers_holds_the_probe(fake_sts: StsSandbox,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMDS that takes the connection and never answers: ``DefaultAzureCredential``'s probe bounds only the
+    connect (``connection_timeout=1``, azure-identity ``imds.py``), not the read, so it waits as long as the hang
+    (else azure-core's 300 s read timeout), then calls IMDS unavailable and the chain moves on. A VM with no
+    IMDS at all (the connect itself times out) costs it 1 s."""
+    for name in ("AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT",
+                 "MSI_SECRET", "IMDS_ENDPOINT", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    hang = 3.0
+    rule = fake_sts.fail("imds", fault="hang", hang_seconds=hang)
+    started = time.monotonic()
+    with fake_sts.intercept():
+        chain = DefaultAzureCredential(exclude_cli_credential=True, exclude_developer_cli_credential=True,
+                                       exclude_powershell_credential=True, exclude_environment_credential=True,
+                                       exclude_workload_identity_credential=True)
+        with pytest.raises(ClientAuthenticationError, match="no response from the IMDS endpoint"):
+            chain.get_token(f"{ARM}/.default")
+    assert time.monotonic() - started >= hang - 0.05  # the whole hang: no read timeout of its own
+    assert rule.fired == 1  # the probe alone: no token request, no retry
+    [entry] = fake_sts.journal.entries("imds")
+    assert entry.fault == "hang" and entry.path == "/metadata/identity/oauth2/token"
