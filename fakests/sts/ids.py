@@ -9,12 +9,12 @@ query string and the form body instead of a header (§2.10); azure-identity adds
 
 from __future__ import annotations
 
-import os
-import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from ..state.guids import new_guid
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,36 +45,6 @@ class RequestIds:
         return {"client-request-id": echoed, "x-ms-request-id": self.trace_id}
 
 
-class _Ids:
-    """The generator of ids (trace and correlation ids) and claim nonces (``aio``, ``rh``, ``uti``): a
-    Mersenne Twister seeded from ``os.urandom``, re-seeded in a forked child. A token request needs five
-    such values; a system call or a lock per value cost more than the rest of them. Its output can be
-    predicted from enough of it, which is harmless for ids: never use it for keys, codes or secrets
-    (those come from ``secrets``)."""
-
-    rng = random.Random(os.urandom(32))
-
-    @classmethod
-    def reseed(cls) -> None:  # a forked child must not repeat its parent's ids
-        cls.rng = random.Random(os.urandom(32))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Ids.reseed)
-
-_GUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_GUID_SET = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4 (as uuid.UUID(version=4) sets them)
-
-
-def random_bytes(n: int) -> bytes:
-    """``n`` random bytes for ids and nonces; see ``_Ids``."""
-    return _Ids.rng.randbytes(n)
-
-
-def new_guid() -> str:
-    """A random (version 4) GUID string, as ``str(uuid.uuid4())`` gives, in a third of the time."""
-    h = "%032x" % (_Ids.rng.getrandbits(128) & _GUID_CLEAR | _GUID_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _is_guid(value: str) -> bool:

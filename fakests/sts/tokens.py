@@ -17,9 +17,9 @@ from typing import Any
 import jwt
 
 from ..state.directory import GRAPH_APP_ID, MSA_TENANT_ID, App, Directory, ManagedIdentity, User, b64url
+from ..state.guids import random_bytes
 from ..state.sandbox import RefreshGrant, Sandbox
 from .errors import StsError
-from .ids import random_bytes
 
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 # A single-page app's refresh tokens live 24 hours from sign-in, not sliding: a rotated token keeps

@@ -179,7 +179,7 @@ def test_the_ca_is_exported_for_clients(tmp_path: Path) -> None:
 
 
 def test_ids_are_version_4_guids_and_a_forked_worker_does_not_repeat_them() -> None:
-    """Trace and correlation ids come from a fast per-process generator (``ids._Ids``); they must still
+    """Trace and correlation ids come from a fast per-process generator (``state.guids._Ids``); they must still
     be GUIDs as Entra's are, and a worker forked from a parent must not hand out the parent's next ids."""
     import os
     import uuid
