@@ -437,19 +437,8 @@ class StsSandbox:
         wanted = self.identity_environment(source)
         if client_id is not None:
             wanted["AZURE_CLIENT_ID"] = client_id
-        names = (*SOURCE_VARIABLES, *(("AZURE_CLIENT_ID",) if client_id is not None else ()))
-        saved = {name: os.environ.get(name) for name in names}
-        for name in names:
-            os.environ.pop(name, None)
-        os.environ.update(wanted)
-        try:
+        with _environment(wanted, clear=SOURCE_VARIABLES):
             yield wanted
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     # --- workload identity (Kubernetes) ---------------------------------------------------------------
     def kubernetes_issuer(self, cluster: str = kubernetes.DEFAULT_CLUSTER) -> str:
