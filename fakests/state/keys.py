@@ -83,6 +83,10 @@ class SigningKey:
         return b64url(hashlib.sha1(self.der).digest())
 
     @functools.cached_property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.private_key.public_key()
+
+    @functools.cached_property
     def pem(self) -> bytes:
         """Key and certificate as one PEM: how a key travels to other worker processes (key objects
         cannot be pickled; ``store.SharedStore``)."""
@@ -103,7 +107,7 @@ class SigningKey:
         return encode(v2), encode({**v2, "x5t": self.kid})
 
     def jwk(self, issuer: str | None = None) -> dict[str, Any]:
-        nums = self.private_key.public_key().public_numbers()
+        nums = self.public_key.public_numbers()
         entry: dict[str, Any] = {
             "kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
             "n": b64url(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from .directory import WORKLOAD_AUDIENCE, b64url
+from .directory import WORKLOAD_AUDIENCE
 from .keys import KeySet, SigningKey
 
 DEFAULT_CLUSTER = "fakests"
@@ -61,10 +61,9 @@ def discovery(issuer: str) -> dict[str, Any]:
 
 
 def _jwk(key: SigningKey) -> dict[str, Any]:
-    nums = key.private_key.public_key().public_numbers()
-    return {"use": "sig", "kty": "RSA", "kid": key.kid, "alg": "RS256",
-            "n": b64url(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),
-            "e": b64url(nums.e.to_bytes((nums.e.bit_length() + 7) // 8, "big"))}
+    """The key as kube-apiserver publishes its keys: the STS's JWK without ``x5t``/``x5c``, with ``alg``."""
+    entry = key.jwk()
+    return {"use": "sig", "kty": "RSA", "kid": entry["kid"], "alg": "RS256", "n": entry["n"], "e": entry["e"]}
 
 
 class ClusterIssuer:

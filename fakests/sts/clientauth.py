@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 import jwt
@@ -137,18 +137,7 @@ def _verify_assertion(ctx: StsRequest, app: App, assertion: str) -> None:
         raise StsError(700027, reason="The key was not found.", thumbprint=thumb)
     if header.get("alg") not in ("RS256", "PS256"):
         raise StsError(700027, reason=f"Algorithm '{header.get('alg')}' is not supported.", thumbprint=thumb)
-    try:
-        claims = jwt.decode(assertion, cert.public_key, algorithms=["RS256", "PS256"],  # type: ignore[arg-type]
-                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                                     "verify_aud": False})
-    except jwt.PyJWTError:
-        raise StsError(700027, reason="The provided signature value did not match the expected signature value.",
-                       thumbprint=thumb) from None
-    now = ctx.now
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, int | float) or exp + LEEWAY < now or (
-            isinstance(nbf, int | float) and nbf - LEEWAY > now):
-        raise StsError(700024, now=int(now), nbf=nbf, exp=exp)
+    claims = _signed_and_current(ctx, assertion, cert.public_key, ["RS256", "PS256"], thumb)
     if claims.get("iss") != claims.get("sub"):
         raise StsError(50048)
     if claims.get("iss") != app.client_id:
@@ -211,17 +200,29 @@ def verify_federated(ctx: StsRequest, credentials: list[FederatedCredential], as
     key = clusters.find(kid)
     if key is None:
         raise StsError(7000272, kid=kid, issuer=iss)
+    _signed_and_current(ctx, assertion, key.public_key, ["RS256"], kid)
+
+
+# The claims a client assertion's checks read themselves (Entra's codes, with LEEWAY), not PyJWT.
+_SIGNATURE_ONLY = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False}
+
+
+def _signed_and_current(ctx: StsRequest, assertion: str, key: Any, algorithms: list[str],
+                        thumbprint: str) -> dict[str, Any]:
+    """The claims of an assertion whose signature ``key`` verifies (else AADSTS700027) and whose ``exp``
+    (required) and ``nbf`` hold now, within ``LEEWAY`` (else AADSTS700024): a certificate's assertion and
+    an external (federated) one alike."""
     try:
-        jwt.decode(assertion, key.private_key.public_key(), algorithms=["RS256"],
-                   options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False})
+        claims: dict[str, Any] = jwt.decode(assertion, key, algorithms=algorithms, options=_SIGNATURE_ONLY)
     except jwt.PyJWTError:
         raise StsError(700027, reason="The provided signature value did not match the expected signature value.",
-                       thumbprint=kid) from None
+                       thumbprint=thumbprint) from None
     now = ctx.now
     exp, nbf = claims.get("exp"), claims.get("nbf")
     if not isinstance(exp, int | float) or exp + LEEWAY < now or (
             isinstance(nbf, int | float) and nbf - LEEWAY > now):
         raise StsError(700024, now=int(now), nbf=nbf, exp=exp)
+    return claims
 
 
 def _audience_ok(ctx: StsRequest, aud: str) -> bool:

@@ -238,7 +238,7 @@ def on_behalf_of(ctx: StsRequest) -> dict[str, Any]:
     if key is None:
         raise StsError(50013, reason="The key was not found.")
     try:
-        claims = jwt.decode(assertion, key.private_key.public_key(), algorithms=["RS256"],
+        claims = jwt.decode(assertion, key.public_key, algorithms=["RS256"],
                             options={"verify_exp": False, "verify_aud": False, "verify_iat": False,
                                      "verify_nbf": False})
     except jwt.PyJWTError:

@@ -49,7 +49,7 @@ def own_claims(sandbox: Sandbox, token: str) -> dict[str, Any] | None:
         key = sandbox.keys.find(str(jwt.get_unverified_header(token).get("kid") or ""))
         if key is None:
             return None
-        claims: dict[str, Any] = jwt.decode(token, key.private_key.public_key(), algorithms=["RS256"],
+        claims: dict[str, Any] = jwt.decode(token, key.public_key, algorithms=["RS256"],
                                             options={"verify_exp": False, "verify_aud": False, "verify_iat": False,
                                                      "verify_nbf": False})
     except jwt.PyJWTError:
