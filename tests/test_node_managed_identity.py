@@ -24,11 +24,16 @@ NODE_DIR = Path(__file__).parent / "node"
 VAULT = "https://vault.azure.net"
 
 
-def run(fake_sts: StsSandbox, library: str, resource: str, client_id: str | None = None) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "@azure" / "msal-node").is_dir():
+def node() -> str:
+    """Node, with the clients ``npm ci --prefix tests/node`` installs (CI installs them)."""
+    path = shutil.which("node")
+    if path is None or not (NODE_DIR / "node_modules" / "@azure" / "msal-node").is_dir():
         pytest.fail("needs node and `npm ci --prefix tests/node`")
-    done = subprocess.run([node, "identity.mjs", library, resource, *([client_id] if client_id else [])],
+    return path
+
+
+def run(fake_sts: StsSandbox, library: str, resource: str, client_id: str | None = None) -> dict[str, Any]:
+    done = subprocess.run([node(), "identity.mjs", library, resource, *([client_id] if client_id else [])],
                           cwd=NODE_DIR, capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, done.stderr
@@ -87,64 +92,38 @@ def test_identity_not_found(fake_sts: StsSandbox, library: str) -> None:
 # header up as ``headers["Retry-After"]`` in a dictionary built from fetch's ``Headers``, whose names are lower
 # case (``getHeaderDict``): it never finds it and always waits 1 s. @azure/identity 4.14.1 answers Retry-After.
 RETRY_AFTER = 3
+PAST_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+INF = float("inf")
 
-
-def intervals(fake_sts: StsSandbox, source: str) -> list[float]:
-    return fake_sts.journal.intervals(source)
-
-
-@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
-def test_imds_429_with_retry_after(fake_sts: StsSandbox, library: str) -> None:
-    fake_sts.fail("imds", status=429, retry_after=RETRY_AFTER, times=1)
-    with fake_sts.managed_identity("imds"):
-        result = run(fake_sts, library, VAULT)
-    assert result["ok"], result
-    assert [e.status for e in fake_sts.journal.entries("imds")] == [429, 200]
-    [waited] = intervals(fake_sts, "imds")
-    if library == "msal-node":
-        assert 0.95 <= waited < RETRY_AFTER - 0.5  # its exponential backoff's first step, Retry-After unread
-    else:
-        assert waited >= RETRY_AFTER - 0.05
-
-
-@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
-def test_app_service_503_with_retry_after(fake_sts: StsSandbox, library: str) -> None:
-    fake_sts.fail("app_service", status=503, retry_after=RETRY_AFTER, times=1)
-    with fake_sts.managed_identity("app_service"):
-        result = run(fake_sts, library, VAULT)
-    assert result["ok"], result
-    [waited] = intervals(fake_sts, "app_service")
-    if library == "msal-node":
-        assert 0.95 <= waited < RETRY_AFTER - 0.5  # its 1 s minimum: the header lookup misses (above)
-    else:
-        assert waited >= RETRY_AFTER - 0.05
+# (source, rule, [(min, max) of each wait] for msal-node, the same for @azure/identity), in seconds.
+RETRY_CASES = {
+    # msal-node: its exponential backoff's first step, Retry-After unread. @azure/identity: Retry-After.
+    "imds-429-retry-after": ("imds", {"status": 429, "retry_after": RETRY_AFTER, "times": 1},
+                             [(0.95, RETRY_AFTER - 0.5)], [(RETRY_AFTER - 0.05, INF)]),
+    # msal-node: its 1 s minimum, the header lookup misses (above).
+    "app-service-503-retry-after": ("app_service", {"status": 503, "retry_after": RETRY_AFTER, "times": 1},
+                                    [(0.95, RETRY_AFTER - 0.5)], [(RETRY_AFTER - 0.05, INF)]),
+    # A date already past: msal-node's 1 s minimum; @azure/identity again at once.
+    "app-service-429-past-date": ("app_service", {"status": 429, "retry_after": PAST_DATE, "times": 1},
+                                  [(0.95, INF)], [(0.0, 0.9)]),
+    # msal-node: 1 s, then 2 s. @azure/identity: core-rest-pipeline's exponential backoff with jitter.
+    "imds-500-twice": ("imds", {"status": 500, "times": 2}, [(0.95, 1.9), (1.95, 3.5)], [(0.0, 3.0), (0.0, 3.0)]),
+}
 
 
 @pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
-def test_app_service_429_with_a_past_http_date(fake_sts: StsSandbox, library: str) -> None:
-    fake_sts.fail("app_service", status=429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT", times=1)
-    with fake_sts.managed_identity("app_service"):
+@pytest.mark.parametrize("case", list(RETRY_CASES))
+def test_retry_policy(fake_sts: StsSandbox, library: str, case: str) -> None:
+    source, rule, msal_node_waits, azure_identity_waits = RETRY_CASES[case]
+    fake_sts.fail(source, **rule)
+    with fake_sts.managed_identity(source):
         result = run(fake_sts, library, VAULT)
     assert result["ok"], result
-    [waited] = intervals(fake_sts, "app_service")
-    if library == "msal-node":
-        assert waited >= 0.95  # the 1 s minimum
-    else:
-        assert waited < 0.9  # a date already past: again at once
-
-
-@pytest.mark.parametrize("library", ["msal-node", "azure-identity"])
-def test_imds_500_twice(fake_sts: StsSandbox, library: str) -> None:
-    fake_sts.fail("imds", status=500, times=2)
-    with fake_sts.managed_identity("imds"):
-        result = run(fake_sts, library, VAULT)
-    assert result["ok"], result
-    assert [e.status for e in fake_sts.journal.entries("imds")] == [500, 500, 200]
-    first, second = intervals(fake_sts, "imds")
-    if library == "msal-node":
-        assert 0.95 <= first < 1.9 and 1.95 <= second < 3.5  # 1 s, then 2 s
-    else:
-        assert first < 3 and second < 3  # azure-core's exponential backoff with jitter
+    assert [e.status for e in fake_sts.journal.entries(source)] == [rule["status"]] * rule["times"] + [200]
+    waits = fake_sts.journal.intervals(source)
+    bounds = msal_node_waits if library == "msal-node" else azure_identity_waits
+    assert len(waits) == len(bounds), waits
+    assert all(low <= w < high for w, (low, high) in zip(waits, bounds, strict=True)), waits
 
 
 # --- Azure Arc and Service Fabric -------------------------------------------------------------------------
@@ -154,13 +133,11 @@ def test_arc_in_a_mount_namespace(fake_sts: StsSandbox, tmp_path: Path, library:
     that directory is the test's, into which fakests writes (``tests/arc.py``)."""
     from tests.arc import run_as_arc_client
 
-    node = shutil.which("node")
-    assert node is not None, "needs node"
     key_dir = tmp_path / "tokens"
     key_dir.mkdir()
     fake_sts.configure(arc_key_dir=key_dir)
     with fake_sts.managed_identity("arc"):
-        result = run_as_arc_client([node, "identity.mjs", library, VAULT], key_dir, dict(os.environ), cwd=NODE_DIR)
+        result = run_as_arc_client([node(), "identity.mjs", library, VAULT], key_dir, dict(os.environ), cwd=NODE_DIR)
     assert result["ok"], result
     claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), VAULT)
     assert claims["appid"] == fake_sts.system_identity.client_id
@@ -171,12 +148,10 @@ def test_arc_in_a_mount_namespace(fake_sts: StsSandbox, tmp_path: Path, library:
 def test_arc_user_assigned_echoed(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
     from tests.arc import run_as_arc_client
 
-    node = shutil.which("node")
-    assert node is not None, "needs node"
     user = fake_sts.user_identity
     fake_sts.configure(arc_key_dir=tmp_path)
     with fake_sts.managed_identity("arc"):
-        result = run_as_arc_client([node, "identity.mjs", library, "api://fakests-api", user.client_id], tmp_path,
+        result = run_as_arc_client([node(), "identity.mjs", library, "api://fakests-api", user.client_id], tmp_path,
                                    dict(os.environ), cwd=NODE_DIR)
     assert result["ok"], result
     claims = verify(result["token"], fake_sts.http_client(), fake_sts.authority(), fake_sts.api.client_id)
@@ -187,11 +162,9 @@ def test_arc_user_assigned_echoed(fake_sts: StsSandbox, tmp_path: Path, library:
 def test_arc_legacy_agent_refused_for_user_assigned(fake_sts: StsSandbox, tmp_path: Path, library: str) -> None:
     from tests.arc import run_as_arc_client
 
-    node = shutil.which("node")
-    assert node is not None, "needs node"
     fake_sts.configure(arc_key_dir=tmp_path, arc_user_assigned=False)
     with fake_sts.managed_identity("arc"):
-        result = run_as_arc_client([node, "identity.mjs", library, VAULT, fake_sts.user_identity.client_id], tmp_path,
+        result = run_as_arc_client([node(), "identity.mjs", library, VAULT, fake_sts.user_identity.client_id], tmp_path,
                                    dict(os.environ), cwd=NODE_DIR)
     assert not result["ok"] and "user_assigned_managed_identity_not_confirmed" in result["message"], result
 
