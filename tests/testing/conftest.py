@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from fakests import App, StsSandbox
@@ -14,10 +17,24 @@ APP_SECRET = "prod-like-secret"
 API_SCOPE = "https://graph.microsoft.com/.default"
 
 
+def _register_app(sandbox: StsSandbox) -> StsSandbox:
+    sandbox.add_tenant(APP_TENANT, APP_DOMAIN, display_name="Contoso (production ids)")
+    sandbox.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
+                        secrets=[Secret(APP_SECRET)]))
+    return sandbox
+
+
 @pytest.fixture
 def app_ids(fake_sts: StsSandbox) -> StsSandbox:
     """The sandbox holding the app's production ids (its tenant, domain, client id and secret)."""
-    fake_sts.add_tenant(APP_TENANT, APP_DOMAIN, display_name="Contoso (production ids)")
-    fake_sts.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
-                         secrets=[Secret(APP_SECRET)]))
-    return fake_sts
+    return _register_app(fake_sts)
+
+
+@pytest.fixture
+def other_app_ids(fake_sts_server: Any) -> Iterator[StsSandbox]:
+    """A second sandbox on the same server with the same production ids: interception must keep them apart."""
+    other = fake_sts_server.sandbox()
+    try:
+        yield _register_app(other)
+    finally:
+        other.drop()

@@ -116,23 +116,17 @@ def test_the_fixture_intercepts_for_the_whole_test(fake_sts_intercepted: StsSand
     assert [e.client_id for e in fake_sts_intercepted.journal.entries("token")] == [APP_CLIENT_ID]
 
 
-def test_two_sandboxes_with_the_same_fixed_ids_stay_apart(app_ids: StsSandbox, fake_sts_server: Any) -> None:
+def test_two_sandboxes_with_the_same_fixed_ids_stay_apart(app_ids: StsSandbox, other_app_ids: StsSandbox) -> None:
     """Interception routes by test, not by tenant: another sandbox with the same ids never sees this one's
     rules or requests."""
-    other = fake_sts_server.sandbox()
-    try:
-        other.add_tenant(APP_TENANT, APP_DOMAIN)
-        other.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
-                          secrets=[Secret(APP_SECRET)]))
-        app_ids.fail("token", aadsts=7000222, times=5)
-        with other.intercept():
-            assert "access_token" in app_token_with_msal()
-        with app_ids.intercept():
-            assert app_token_with_msal().get("error") == "invalid_client"
-        assert [e.status for e in other.journal.entries("token")] == [200]
-        assert [e.status for e in app_ids.journal.entries("token")] == [401]
-    finally:
-        other.drop()
+    other = other_app_ids
+    app_ids.fail("token", aadsts=7000222, times=5)
+    with other.intercept():
+        assert "access_token" in app_token_with_msal()
+    with app_ids.intercept():
+        assert app_token_with_msal().get("error") == "invalid_client"
+    assert [e.status for e in other.journal.entries("token")] == [200]
+    assert [e.status for e in app_ids.journal.entries("token")] == [401]
     assert uuid.UUID(APP_TENANT)
 
 

@@ -26,11 +26,10 @@ from aiohttp import web
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity.aio import ClientSecretCredential, DefaultAzureCredential
 
-from fakests import App, StsSandbox
-from fakests.state.directory import Secret
+from fakests import StsSandbox
 from tests.jwks import verify
 
-from .conftest import API_SCOPE, APP_CLIENT_ID, APP_DOMAIN, APP_SECRET, APP_TENANT
+from .conftest import API_SCOPE, APP_CLIENT_ID, APP_SECRET, APP_TENANT
 
 AUTHORITY = f"https://login.microsoftonline.com/{APP_TENANT}"
 TOKEN_URL = f"{AUTHORITY}/oauth2/v2.0/token"
@@ -213,29 +212,24 @@ def test_other_hosts_go_over_the_socket_untouched(app_ids: StsSandbox) -> None:
     assert len(app_ids.journal.entries()) == 1
 
 
-def test_one_session_across_two_interceptions_reaches_each_sandbox(app_ids: StsSandbox, fake_sts_server: Any) -> None:
+def test_one_session_across_two_interceptions_reaches_each_sandbox(app_ids: StsSandbox,
+                                                                    other_app_ids: StsSandbox) -> None:
     """Interceptions route by test, and no pooled connection carries one sandbox's answers into the next."""
-    other = fake_sts_server.sandbox()
-    try:
-        other.add_tenant(APP_TENANT, APP_DOMAIN)
-        other.add_app(App(client_id=APP_CLIENT_ID, display_name="the app", tenant_id=APP_TENANT,
-                          secrets=[Secret(APP_SECRET)]))
-        app_ids.fail("token", aadsts=7000222, times=5)
+    other = other_app_ids
+    app_ids.fail("token", aadsts=7000222, times=5)
 
-        async def run() -> list[int]:
-            statuses = []
-            async with aiohttp.ClientSession() as session:
-                for sandbox in (other, app_ids, other):
-                    with sandbox.intercept():
-                        async with session.post(TOKEN_URL, data=FORM) as resp:
-                            statuses.append(resp.status)
-            return statuses
+    async def run() -> list[int]:
+        statuses = []
+        async with aiohttp.ClientSession() as session:
+            for sandbox in (other, app_ids, other):
+                with sandbox.intercept():
+                    async with session.post(TOKEN_URL, data=FORM) as resp:
+                        statuses.append(resp.status)
+        return statuses
 
-        assert asyncio.run(run()) == [200, 401, 200]
-        assert [e.status for e in other.journal.entries("token")] == [200, 200]
-        assert [e.status for e in app_ids.journal.entries("token")] == [401]
-    finally:
-        other.drop()
+    assert asyncio.run(run()) == [200, 401, 200]
+    assert [e.status for e in other.journal.entries("token")] == [200, 200]
+    assert [e.status for e in app_ids.journal.entries("token")] == [401]
 
 
 def test_intercept_works_without_aiohttp_installed() -> None:
