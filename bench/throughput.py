@@ -1,7 +1,7 @@
 """fakests' token endpoint against the performance floor, side by side in one run (read the ratios).
 
     python bench/throughput.py [--rounds 5] [--duration 5] [--start-rounds 11] [--quick]
-                               [--only throughput,coldstart,memory,peers]
+                               [--only throughput,coldstart,memory,peers,commit]
 
 Install what it needs beyond fakests: ``pip install -e '.[bench]' && npm ci --prefix bench/peers`` (the peers
 are optional: a missing one prints "not installed: <command>" and the rest runs).
@@ -26,6 +26,8 @@ Prints medians over ``--rounds`` interleaved rounds (floor and fakests alternate
   per request, the floor's as much as fakests'). So a 2-worker run counts only when no process did more
   than 75% of the server's CPU; a lopsided run is done again (at most 6 times), a round where one stays
   lopsided is left out of the 2-worker rows, and the report says how often.
+- commit (``--only commit``; not in the default run): two workers' CPU per token request for each
+  ``journal_commit_turns`` setting (``COMMIT_TURNS``), each against floor x2 in the same interleaved rounds.
 - cold start (``--start-rounds``, wall clock, polled every ms from CPU 1): process start until the first
   discovery request is answered. fakests with keys and CA
   already in the state directory vs the floor (FLOOR_KEYS=1; also the bare FLOOR_KEYS=0 app).
@@ -89,6 +91,7 @@ CPU_TARGET, START_TARGET = 1.10, 1.30
 # A 2-worker run counts when no process did more than this share of the server's CPU (an even split is
 # about 0.5); a run above it is done again, at most RESPLITS times, then kept and reported as lopsided.
 SHARED_MAX, RESPLITS = 0.75, 6
+COMMIT_TURNS = (0, 1, 2, 3, 5)  # --only commit: the journal_commit_turns settings compared (default 3)
 FLAT_SLACK = 1 << 20  # RSS "flat": at most 1 MiB more at the end than at the half-way mark
 NA_WORKERS = "n/a (no --workers)"
 # ../shared/bench/README.md: "peers, CPU per token request relative to the floor".
@@ -123,7 +126,7 @@ def floor_server(*, workers: int = 1, keys: bool = True, cpu: int = SERVER_CPU) 
 
 
 def fakests_server(state_dir: Path, *, workers: int = 1, tls: bool = False, rules: Path | None = None,
-                   cpu: int = SERVER_CPU) -> Server:
+                   cpu: int = SERVER_CPU, commit_turns: int | None = None) -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "fakests", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--state-dir", str(state_dir), "--no-log-requests", "--tls" if tls else "--no-tls",
@@ -132,7 +135,9 @@ def fakests_server(state_dir: Path, *, workers: int = 1, tls: bool = False, rule
         argv += ["--scenarios", str(rules)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    name = f"fakests x{workers}" + (" TLS" if tls else "")
+    if commit_turns is not None:
+        argv += ["--journal-commit-turns", str(commit_turns)]
+    name = f"fakests x{workers}" + (" TLS" if tls else "") + ("" if commit_turns is None else f" turns={commit_turns}")
     # cwd: away from any ./scenarios or ./fakests (python -m puts the cwd first on sys.path).
     return Server(name, argv, port=port, ready_path=DISCOVERY_PATH, tls=tls, cpu=cpu, env=clean_env(),
                   cwd=str(state_dir.parent))
@@ -303,6 +308,12 @@ def targets_for(sections: set[str], state_dir: Path, rules: Path, workers_ok: bo
         ]
         if workers_ok:
             out.append(Target("fakests x2", lambda: fakests_server(state_dir, rules=rules, workers=2), workers=2))
+    if "commit" in sections and workers_ok:  # the journal's group commit, each setting against floor x2
+        if "throughput" not in sections:
+            out.append(Target("floor x2", lambda: floor_server(workers=2), workers=2))
+        for turns in COMMIT_TURNS:
+            out.append(Target(f"fakests x2 turns={turns}", lambda turns=turns: fakests_server(
+                state_dir, rules=rules, workers=2, commit_turns=turns), workers=2))
     if "peers" in sections and found_peers:
         if "throughput" not in sections:
             out += [Target("floor x1", lambda: floor_server()),
@@ -368,14 +379,11 @@ def report(args: argparse.Namespace, tool: str, workers_ok: bool, series: dict[s
         floor1 = series["floor x1"]
 
         def pair(label: str, fk: Series, base: Series, target: float | None, *, shared: bool = False) -> None:
-            if shared:  # rounds where a run stayed lopsided measured one process: left out, both sides
-                kept = [i for i, (a, b) in enumerate(zip(fk.samples, base.samples, strict=True))
-                        if max(a.busiest, b.busiest) <= SHARED_MAX]
-                if not kept:
+            if shared:
+                fk, base = both_serving(fk, base)
+                if not fk.samples:
                     rows.append((f"{label}: server CPU/request", "", "n/a (every round lopsided)", "", ""))
                     return
-                fk = Series(fk.name, [fk.samples[i] for i in kept])
-                base = Series(base.name, [base.samples[i] for i in kept])
             cpu = ratios([s.cpu_per_request for s in fk.samples], [s.cpu_per_request for s in base.samples])
             rps = ratios([s.rps for s in fk.samples], [s.rps for s in base.samples])
             rc = statistics.median(cpu)
@@ -442,6 +450,37 @@ def report(args: argparse.Namespace, tool: str, workers_ok: bool, series: dict[s
     return "\n".join(lines)
 
 
+def both_serving(fk: Series, base: Series) -> tuple[Series, Series]:
+    """The rounds of two multi-worker series where no run stayed lopsided (a lopsided run measured one
+    process), both sides."""
+    kept = [i for i, (a, b) in enumerate(zip(fk.samples, base.samples, strict=True))
+            if max(a.busiest, b.busiest) <= SHARED_MAX]
+    return Series(fk.name, [fk.samples[i] for i in kept]), Series(base.name, [base.samples[i] for i in kept])
+
+
+def report_commit(args: argparse.Namespace, tool: str, series: dict[str, Series]) -> str:
+    """--only commit: two workers' CPU per token request for each ``journal_commit_turns``, against floor x2
+    in the same rounds (both serving)."""
+    lines = [f"the journal's group commit, 2 workers: {args.rounds} interleaved rounds x {args.duration:g} s, "
+             f"load by {tool}; ratio: median of per-round ratios to floor x2 (rounds with a lopsided run left out)",
+             ""]
+    rows = [("journal_commit_turns", "CPU/request", "ratio", "rounds")]
+    for turns in COMMIT_TURNS:
+        fk, base = both_serving(series[f"fakests x2 turns={turns}"], series["floor x2"])
+        if not fk.samples:
+            rows.append((str(turns), "n/a", "every round lopsided", "0"))
+            continue
+        cpu = ratios([x.cpu_per_request for x in fk.samples], [x.cpu_per_request for x in base.samples])
+        rows.append((f"{turns}{' (default)' if turns == 3 else ''}", us(fk.median(lambda x: x.cpu_per_request)),
+                     f"{statistics.median(cpu):.3f}x ({min(cpu):.3f}-{max(cpu):.3f})", str(len(fk.samples))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for i, row in enumerate(rows):
+        lines.append("  ".join([row[0].ljust(widths[0]), *(c.rjust(widths[j + 1]) for j, c in enumerate(row[1:]))]))
+        if i == 0:
+            lines.append("-" * len(lines[-1]))
+    return "\n".join(lines)
+
+
 def report_peers(args: argparse.Namespace, tool: str, series: dict[str, Series] | None, checks: dict[str, str],
                  found_peers: list[Peer], missing: list[tuple[str, str]]) -> str:
     lines = [f"peers vs the floor: the same {args.rounds} interleaved rounds x {args.duration:g} s, "
@@ -490,7 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--memory-requests", type=int, default=200_000, help="token requests in the memory run")
     parser.add_argument("--only", default="throughput,coldstart,memory,peers",
-                        help="comma-separated sections to run (peers: only those installed)")
+                        help="comma-separated sections to run (peers: only those installed; commit: the "
+                             "journal_commit_turns settings, not run by default)")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is here")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (2 rounds x 1 s, 20k requests)")
     args = parser.parse_args(argv)
@@ -529,6 +569,8 @@ def main(argv: list[str] | None = None) -> str:
         parts.append(report(args, tool, workers_ok, series if "throughput" in sections else None, starts, mem))
         if not workers_ok and "throughput" in sections:
             parts[-1] += f"\n\nfakests serve has no --workers yet: the 2-worker row is {NA_WORKERS}."
+    if "commit" in sections and series is not None and workers_ok:
+        parts.append(report_commit(args, tool, series))
     if "peers" in sections:
         parts.append(report_peers(args, tool, series, checks, found_peers, missing))
     text = "\n\n".join(parts)

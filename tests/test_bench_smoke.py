@@ -89,3 +89,16 @@ def test_the_federated_bench_prints_both_rows() -> None:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert [line.split()[0] for line in done.stdout.splitlines()] == ["secret", "federated"]
+
+
+def test_the_commit_section_compares_every_setting(bench: tuple[ModuleType, ModuleType],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--only commit: a row per journal_commit_turns setting, each against floor x2 (no timing asserted)."""
+    proc_mod, tp = bench
+    argv = ["--only", "commit", "--rounds", "1", "--duration", "1", "--warmup", "0", "--connections", "4"]
+    if proc_mod.wrk_path() is None:
+        argv.append("--python-load")
+    text = tp.main(argv)
+    assert text in capsys.readouterr().out
+    rows = [line.split()[0] for line in text.splitlines()[4:]]
+    assert rows == [str(turns) for turns in tp.COMMIT_TURNS]

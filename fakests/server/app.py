@@ -142,7 +142,8 @@ def worker_app() -> Starlette:
         from .uvicorn import configure_logging
 
         configure_logging()
-    store = open_store(settings) or SharedStore(settings.state_dir / SHARED_STORE)
+    store = open_store(settings) or SharedStore(settings.state_dir / SHARED_STORE,
+                                                commit_turns=settings.journal_commit_turns)
     return create_app(runtime=Runtime.start(settings, store=store))
 
 

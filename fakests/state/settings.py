@@ -88,6 +88,9 @@ class Settings:
         "help": "Plain-HTTP port of the managed-identity endpoints (IMDS, App Service, Azure ML, Cloud Shell, Arc); "
                 "0 picks a free one, -1 turns them off. They listen on --host."})
     log_requests: bool = field(default=True, metadata={"help": "One log line per request."})
+    journal_commit_turns: int = field(default=3, metadata={
+        "help": "With --workers and the SQLite store: turns of a worker's event loop a journal commit waits so "
+                "that the rows of requests read meanwhile share it (0: commit at the next turn)."})
     workers: int = field(default=1, metadata={
         "help": "Worker processes; >1 shares state through {state_dir}/shared.sqlite (or --store)."})
     store: str = field(default="", metadata={
@@ -99,6 +102,8 @@ class Settings:
         if self.identity_expires_on not in EXPIRES_ON_FORMATS:
             raise ConfigError("identity_expires_on", "", f"{self.identity_expires_on!r} is not one of "
                               f"{', '.join(EXPIRES_ON_FORMATS)}")
+        if self.journal_commit_turns < 0:
+            raise ConfigError("journal_commit_turns", "", f"must be 0 or more, got {self.journal_commit_turns}")
         # An unset compose or CI variable gives '': taken as "no token", it would open the admin API (secrets,
         # the private key, minting) to the network with no warning. Say so at start-up instead.
         if self.admin_token is not None and not self.admin_token.strip():

@@ -111,8 +111,9 @@ class SharedStore:
 
     remote = False  # the workers read one state directory: keys and certificates need no sharing
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, commit_turns: int = 3) -> None:
         self.path = path
+        self.commit_turns = commit_turns  # ``Settings.journal_commit_turns``; see ``_commit``
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(_SCHEMA)
@@ -352,7 +353,8 @@ class SharedStore:
         # Wait a few turns of the loop first, so that requests read in those turns join this commit: two
         # workers sharing a core each read only one or two requests per turn, and a commit's fixed cost
         # (about 20 µs here) is most of a row's. A turn with nothing else to do costs microseconds.
-        if batch.turns < COMMIT_TURNS:
+        # ``python bench/throughput.py --only commit`` compares the settings side by side.
+        if batch.turns < self.commit_turns:
             batch.turns += 1
             asyncio.get_running_loop().call_soon(self._commit, batch)
             return
@@ -409,11 +411,6 @@ class _Batch:
     rows: list[tuple[tuple[Any, ...], int]] = field(default_factory=list)
     turns: int = 0  # turns of the loop this batch has waited for more rows
 
-
-# How many turns of its event loop a group commit waits for more rows (``SharedStore._commit``): 3 put two
-# workers' CPU per token request about 4% lower than 2 and 6% lower than none; 5 gained nothing more
-# (interleaved A/B runs of bench/throughput.py's 2-worker row on this 2-core machine).
-COMMIT_TURNS = 3
 
 
 class SharedJournal(Journal):
