@@ -26,7 +26,6 @@ from starlette.responses import PlainTextResponse, Response
 from ..state.directory import MSA_TENANT_ID, User
 from ..state.errors import ConfigError
 from ..sts.errors import NO_STORE, EntraJSON, StsError, render_json, render_page, render_redirect
-from ..sts.identity import IDENTITY_ENDPOINTS, render_identity, scripted_identity_answer
 from ..sts.ids import entra_timestamp
 from .faults import FaultResponse
 from .scenarios import Reply, Rule, Scenario
@@ -462,8 +461,8 @@ def render_reply(reply: Reply, ctx: StsRequest) -> Response:
         ctx.notes.update(aadsts=exc.code, error=exc.error)
         return _render_for_endpoint(exc, ctx)
     body = reply.body
-    if body is None and reply.status is not None and ctx.endpoint in IDENTITY_ENDPOINTS:
-        return scripted_identity_answer(ctx, reply.status, reply.error, headers)
+    if body is None and reply.status is not None and ctx.shape is not None:
+        return ctx.shape.status(ctx, reply.status, reply.error, headers)
     if isinstance(body, dict | list):
         return EntraJSON(body, status_code=reply.status or 200, headers={**NO_STORE, **headers},
                          media_type=reply.content_type or EntraJSON.media_type)
@@ -472,8 +471,8 @@ def render_reply(reply: Reply, ctx: StsRequest) -> Response:
 
 
 def _render_for_endpoint(exc: StsError, ctx: StsRequest) -> Response:
-    if ctx.endpoint in IDENTITY_ENDPOINTS:
-        return render_identity(ctx, exc)
+    if ctx.shape is not None:  # an endpoint with an error shape of its own (managed identity)
+        return ctx.shape.error(ctx, exc)
     if ctx.endpoint == "device_login":
         return render_page(exc, ctx.ids, ctx.now)
     if ctx.endpoint == "authorize":

@@ -72,7 +72,7 @@ def identity_routes() -> list[BaseRoute]:
 def _identity_routes(paths: dict[str, str]) -> list[BaseRoute]:
     """Every bare path before any tenant one: ``/azureml/msi/token`` must not be App Service's
     ``/{tenant}/msi/token`` for a tenant named "azureml" (nor ``/arc/metadata/...`` IMDS's for "arc")."""
-    endpoints = {name: sts(name, getattr(identity, name), render_error=identity.render_identity) for name in paths}
+    endpoints = {name: sts(name, getattr(identity, name), shape=identity.ERROR_SHAPE) for name in paths}
     return [*(Route(path, endpoints[name], methods=ANY) for name, path in paths.items()),
             *(Route("/{tenant}" + path, endpoints[name], methods=ANY) for name, path in paths.items())]
 

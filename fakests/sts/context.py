@@ -40,6 +40,17 @@ MAX_INTERNAL_ERRORS = 100  # per sandbox
 
 Handler = Callable[["StsRequest"], Awaitable[Response]]
 ErrorRenderer = Callable[["StsRequest", StsError], Response]
+StatusRenderer = Callable[["StsRequest", int, "str | None", dict[str, str]], Response]
+
+
+@dataclass(frozen=True)
+class ErrorShape:
+    """How an endpoint that does not speak Entra's JSON renders what it refuses (the managed-identity
+    endpoints, each in its source's shape): an Entra error met while serving it, and a scenario's bare
+    ``status`` (no body). The endpoint's own failures and the scenario engine's use the same one."""
+
+    error: ErrorRenderer
+    status: StatusRenderer
 
 
 @dataclass
@@ -58,6 +69,7 @@ class StsRequest:
     now: float
     headers: dict[str, str]  # by lower-case name, first value (``first_headers``)
     notes: dict[str, Any] = field(default_factory=dict)  # rule, fault, grant_type... for the journal
+    shape: ErrorShape | None = None  # the endpoint's own error shape, if not Entra's (``sts_endpoint``)
 
     @property
     def params(self) -> dict[str, str]:
@@ -238,9 +250,9 @@ def preflight(ctx: StsRequest) -> Response:
 
 
 def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
-                 render_error: ErrorRenderer | None = None) -> Callable[[Request], Awaitable[Response]]:
+                 shape: ErrorShape | None = None) -> Callable[[Request], Awaitable[Response]]:
     """Wrap ``handler`` as the STS endpoint ``name``; ``errors`` is "json" or "page" (HTML), or
-    ``render_error`` renders them (the managed-identity endpoints, in their sources' shapes)."""
+    ``shape`` renders them (the managed-identity endpoints, in their sources' shapes)."""
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -262,7 +274,7 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
                                                 pinned=request.scope.get(SANDBOX_KEY))
             sandbox.touch()
             ctx = StsRequest(request, name, sandbox, tenant, segment, query, form, ids, origin, sandbox.now(),
-                             headers=headers)
+                             headers=headers, shape=shape)
             response = preflight(ctx) if name in CORS_ENDPOINTS and is_preflight(request, headers) else None
             if response is None and sandbox.interceptor is not None:
                 answer = sandbox.interceptor(ctx)
@@ -271,18 +283,18 @@ def sts_endpoint(name: str, handler: Handler, *, errors: str = "json",
                 response = await handler(ctx)
         except ClientDisconnect:
             # The client gave up mid-body: nobody reads an answer, but the journal shows what it did.
-            ctx = ctx or _unparsed(request, name, sandboxes, segment, ids, origin, headers)
+            ctx = ctx or _unparsed(request, name, sandboxes, segment, ids, origin, headers, shape)
             ctx.notes.update(error="client_disconnected")
             response = Response(status_code=499)  # nginx's "client closed request"; never sent
         except (StsError, BodyTooLarge, StoreUnavailable) as raised:
             exc = _as_sts_error(raised)
             if ctx is None:  # rejected while reading the body: journal it all the same
-                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers)
+                ctx = _unparsed(request, name, sandboxes, segment, ids, origin, headers, shape)
             ctx.notes.setdefault("aadsts", exc.code)
             ctx.notes.setdefault("error", exc.error)
             page = errors == "page" and not isinstance(raised, BodyTooLarge)
-            if render_error is not None:
-                response = render_error(ctx, exc)
+            if shape is not None:
+                response = shape.error(ctx, exc)
             else:
                 response = render_page(exc, ids, ctx.now) if page else render_json(exc, ids, ctx.now, origin)
         except Exception:
@@ -335,12 +347,13 @@ def _lost(sandbox: Sandbox) -> None:
 
 
 def _unparsed(request: Request, name: str, sandboxes: Sandboxes, segment: str, ids: RequestIds,
-              origin: str, headers: dict[str, str]) -> StsRequest:
+              origin: str, headers: dict[str, str], shape: ErrorShape | None) -> StsRequest:
     """The context of a request rejected before its body was read (malformed or too large), so that
     it is journaled like any other: its sandbox is found from the path and the query alone."""
     query = dict(reversed(list(request.query_params.multi_items())))
     sandbox, tenant = sandboxes.resolve(segment, query.get("client_id"), pinned=request.scope.get(SANDBOX_KEY))
-    return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now(), headers=headers)
+    return StsRequest(request, name, sandbox, tenant, segment, query, {}, ids, origin, sandbox.now(), headers=headers,
+                      shape=shape)
 
 
 def _header(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:

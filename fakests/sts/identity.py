@@ -46,7 +46,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..state.directory import App, ManagedIdentity
-from .context import StsRequest
+from .context import ErrorShape, StsRequest
 from .errors import NO_STORE, EntraJSON, StsError, error_body
 from .tokens import Minter
 
@@ -156,6 +156,10 @@ def render_identity(ctx: StsRequest, exc: StsError) -> Response:
     code, the store unavailable): its code and message inside the source's own error shape."""
     body = error_body(exc, ctx.ids, ctx.now, ctx.origin)
     return _render(ctx.endpoint, exc.status, exc.error, body["error_description"], ctx, exc.headers)
+
+
+# Every managed-identity endpoint's refusals, its own and a scenario's (``sts_endpoint``, the engine).
+ERROR_SHAPE = ErrorShape(error=render_identity, status=scripted_identity_answer)
 
 
 def _render(endpoint: str, status: int, error: str, description: str, ctx: StsRequest,
