@@ -352,7 +352,7 @@ class SharedStore:
     def _commit(self, batch: _Batch) -> None:
         # Wait a few turns of the loop first, so that requests read in those turns join this commit: two
         # workers sharing a core each read only one or two requests per turn, and a commit's fixed cost
-        # (about 20 µs here) is most of a row's. A turn with nothing else to do costs microseconds.
+        # is most of a row's. A turn with nothing else to do costs microseconds.
         # ``python bench/throughput.py --only commit`` compares the settings side by side.
         if batch.turns < self.commit_turns:
             batch.turns += 1
